@@ -1,0 +1,44 @@
+# imgclf: `make help` lists every target. Everything runs inside .venv, created on first use.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+DATA_DIR := /usr/share/datasets/fashion-mnist
+DATA_PKG := dataset-fashion-mnist
+EXTRAS := tf-cpu,serve,dev
+
+.DEFAULT_GOAL := help
+.PHONY: help venv data run-local compile test clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-18s %s\n", $$1, $$2}'
+
+venv: $(STAMP) ## create .venv and install the pinned package set (constraints.txt)
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[$(EXTRAS)]"
+	@touch $(STAMP)
+
+data: ## make sure Fashion-MNIST (Debian package dataset-fashion-mnist) is installed
+	@if [ -f $(DATA_DIR)/train-images-idx3-ubyte.gz ]; then exit 0; fi; \
+	echo "Fashion-MNIST not found in $(DATA_DIR): installing Debian package $(DATA_PKG)"; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO="sudo -n"; else SUDO=none; fi; \
+	if [ "$$SUDO" = none ] || ! command -v apt-get >/dev/null; then \
+	  echo "error: cannot install $(DATA_PKG): need apt-get and root (run: sudo apt-get install $(DATA_PKG))" >&2; exit 1; fi; \
+	($$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(DATA_PKG) >/dev/null) \
+	  || { echo "error: apt-get install $(DATA_PKG) failed; install it by hand or pass a data URI holding MNIST IDX files" >&2; exit 1; }; \
+	test -f $(DATA_DIR)/train-images-idx3-ubyte.gz || { echo "error: $(DATA_PKG) installed but $(DATA_DIR) has no IDX files" >&2; exit 1; }
+
+run-local: venv data ## run the whole pipeline locally (kfp local runner) on Fashion-MNIST
+	$(BIN)/python -m pipelines.local_runner $(ARGS)
+
+compile: venv ## compile the pipeline YAMLs under pipelines/ (deterministic)
+	$(BIN)/python -m pipelines.compile
+
+test: venv data ## run the test suite
+	$(BIN)/python -m pytest -q tests $(ARGS)
+
+clean: ## remove local run outputs (keeps .venv)
+	rm -rf runs local_outputs

@@ -1,0 +1,22 @@
+"""User-facing errors: one line naming the file, field or value, and a non-zero exit."""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+
+class UserError(Exception):
+    """Bad input or environment the user can fix. The message is shown as one line."""
+
+
+def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> int:
+    """Run a CLI entry point; turn UserError into `error: ...` on stderr and exit status 2."""
+    try:
+        return int(main(argv) or 0)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,163 @@
+"""Train: fit the CNN on a Dataset's train split, validate on eval, export a SavedModel.
+
+Output model directory:
+    saved_model/          TF SavedModel with the serving signatures (imgclf.export)
+    model.keras           the Keras model (TFLite conversion, fine-tuning)
+    hyperparameters.json  what was trained
+    history.json          per-epoch loss/accuracy on train and eval
+
+The CLI doubles as the Katib trial command: with --metrics-format katib the
+Keras progress output is off and each epoch prints `name=value` lines that
+Katib's StdOut metrics collector parses (e.g. `val_accuracy=0.8912`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import fields
+from pathlib import Path
+
+from imgclf import datasets, settings
+from imgclf.errors import UserError, run_cli
+from imgclf.model import HyperParams, build_model
+
+
+def _epoch_printer(fmt: str, stream=sys.stdout):
+    """A Keras callback printing one line per epoch: `name=value` lines (katib) or a summary."""
+    import keras
+
+    class EpochLines(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            if fmt == "katib":
+                print(f"epoch={epoch + 1}", file=stream)
+                for key in sorted(logs):
+                    print(f"{key}={float(logs[key]):.6f}", file=stream)
+            else:
+                body = " ".join(f"{k}={float(v):.4f}" for k, v in sorted(logs.items()))
+                print(f"epoch {epoch + 1}/{self.params.get('epochs')}: {body}", file=stream)
+            stream.flush()
+
+    return EpochLines()
+
+
+def fit(hp: HyperParams, train_xy, eval_xy, seed: int, tensorboard_dir: str | None = None,
+        metrics_format: str = "progress", early_stopping_patience: int = 0):
+    """Build and fit a model; returns (model, history dict). Data stays in memory as uint8."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    model = build_model(hp)
+    callbacks = [_epoch_printer(metrics_format)]
+    if tensorboard_dir:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=tensorboard_dir, histogram_freq=0))
+    if early_stopping_patience > 0:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=early_stopping_patience,
+                                                       restore_best_weights=True))
+    (x_train, y_train), (x_eval, y_eval) = train_xy, eval_xy
+    history = model.fit(
+        x_train[..., None], y_train,
+        validation_data=(x_eval[..., None], y_eval),
+        batch_size=hp.batch_size, epochs=hp.epochs, shuffle=True,
+        # Keras' own bar when a person watches; our one-line-per-epoch printer otherwise.
+        verbose=1 if (metrics_format == "progress" and sys.stdout.isatty()) else 0,
+        callbacks=callbacks,
+    )
+    return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}
+
+
+def train(dataset_dir: str, model_dir: str, hp: HyperParams = HyperParams(), seed: int = settings.TRAIN.seed,
+          tensorboard_dir: str | None = None, metrics_format: str = "progress") -> dict:
+    """Train on dataset_dir and write the model directory atomically. Returns a summary dict."""
+    from imgclf.export import export_saved_model
+
+    meta = datasets.read_metadata(dataset_dir)
+    train_xy = datasets.load_split(dataset_dir, "train")
+    eval_xy = datasets.load_split(dataset_dir, "eval")
+    start = time.perf_counter()
+    model, history = fit(hp, train_xy, eval_xy, seed, tensorboard_dir, metrics_format)
+    seconds = time.perf_counter() - start
+
+    out = Path(model_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"{out}: output already exists; choose a new path or remove it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        export_saved_model(model, tmp / "saved_model")
+        model.save(tmp / "model.keras")
+        (tmp / "hyperparameters.json").write_text(json.dumps({**hp.to_dict(), "seed": seed}, indent=2))
+        (tmp / "history.json").write_text(json.dumps(history, indent=2))
+        if out.exists():
+            out.rmdir()  # an empty directory pre-created by KFP
+        os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    summary = {
+        "train_examples": int(len(train_xy[1])),
+        "eval_examples": int(len(eval_xy[1])),
+        "dataset_train_sha256": meta["splits"]["train"]["sha256"],
+        "train_seconds": round(seconds, 2),
+        "samples_per_second": round(len(train_xy[1]) * hp.epochs / max(seconds, 1e-9), 1),
+        "final_val_accuracy": history["val_accuracy"][-1],
+        "final_val_loss": history["val_loss"][-1],
+        "best_val_accuracy": max(history["val_accuracy"]),
+    }
+    return summary
+
+
+def add_hyperparameter_flags(parser: argparse.ArgumentParser) -> None:
+    """One --flag per HyperParams field (names with dashes); the Katib trial parameters use the same names."""
+    for f in fields(HyperParams):
+        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=float if f.type == "float" else int,
+                            default=None, help=f"default {f.default}")
+
+
+def hyperparams_from_args(args: argparse.Namespace) -> HyperParams:
+    """Defaults, then --hparams-json (e.g. tuner output), then explicit flags."""
+    values: dict = {}
+    if getattr(args, "hparams_json", None):
+        try:
+            values.update(json.loads(Path(args.hparams_json).read_text()))
+        except FileNotFoundError:
+            raise UserError(f"{args.hparams_json}: no such file") from None
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{args.hparams_json}: invalid JSON ({exc})") from None
+        values.pop("seed", None)
+    values.update({f.name: getattr(args, f.name) for f in fields(HyperParams) if getattr(args, f.name) is not None})
+    return HyperParams.from_dict(values, source=args.hparams_json or "flags")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="imgclf-train", description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", required=True, help="dataset directory written by imgclf-ingest")
+    parser.add_argument("--output", required=True, help="model directory to create")
+    parser.add_argument("--hparams-json", help="JSON file of hyperparameters (flags override it)")
+    add_hyperparameter_flags(parser)
+    parser.add_argument("--seed", type=int, default=settings.TRAIN.seed)
+    parser.add_argument("--tensorboard-dir", help="write TensorBoard logs here")
+    parser.add_argument("--metrics-format", choices=("progress", "katib"), default="progress",
+                        help="katib: print only `name=value` metric lines (Katib StdOut collector)")
+    args = parser.parse_args(argv)
+    hp = hyperparams_from_args(args)
+    summary = train(args.dataset, args.output, hp, args.seed, args.tensorboard_dir, args.metrics_format)
+    if args.metrics_format == "katib":
+        print(f"val_accuracy={summary['best_val_accuracy']:.6f}")
+    else:
+        print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cli() -> None:
+    raise SystemExit(run_cli(main))
+
+
+if __name__ == "__main__":
+    cli()
