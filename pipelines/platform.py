@@ -1,0 +1,67 @@
+"""Cluster-only settings for pipeline tasks: resources, caching, GPU, node placement.
+
+kfp's local runner ignores all of this (accelerators, resources, caching,
+Kubernetes platform config), so it lives in one layer that the pipeline
+applies to every task and that only matters on a real cluster. Every value
+comes from `imgclf.settings` (CLUSTER, GPU_IMAGE).
+
+Usage in the DAG (wiring only)::
+
+    train_task = apply_platform(train_op(...), "train", gpu=gpu)
+"""
+
+from __future__ import annotations
+
+from kfp import kubernetes
+from kfp.dsl import PipelineTask
+
+from imgclf import settings
+
+STEPS = ("ingest", "validate", "tune", "train", "evaluate", "export_tflite", "push")
+# Steps that get the larger CPU/memory limits and, with gpu=True, a GPU.
+HEAVY_STEPS = ("tune", "train")
+# Never cache: ingest reads a mutable URI; push has a side effect (a new served version).
+UNCACHED_STEPS = ("ingest", "push")
+GPU_TOLERATION_OPERATOR = "Exists"
+GPU_TOLERATION_EFFECT = "NoSchedule"
+
+
+def apply_platform(task: PipelineTask, step: str, gpu: bool) -> PipelineTask:
+    """Set requests/limits, caching and (for GPU heavy steps) accelerator, image and placement.
+
+    task: a task of a single-container component; step: one of STEPS;
+    gpu: True for the GPU variant of the pipeline. Returns the same task.
+    Raises ValueError for an unknown step name.
+    """
+    if step not in STEPS:
+        raise ValueError(f"unknown step {step!r}; expected one of {', '.join(STEPS)}")
+    cluster = settings.CLUSTER
+    heavy = step in HEAVY_STEPS
+    task.set_cpu_request(cluster.cpu_request)
+    task.set_memory_request(cluster.memory_request)
+    task.set_cpu_limit(cluster.train_cpu_limit if heavy else cluster.cpu_limit)
+    task.set_memory_limit(cluster.train_memory_limit if heavy else cluster.memory_limit)
+    if step in UNCACHED_STEPS:
+        task.set_caching_options(enable_caching=False)
+    if gpu and heavy:
+        _use_gpu(task)
+    return task
+
+
+def _use_gpu(task: PipelineTask) -> None:
+    """One GPU, the GPU image, a node selector for GPU nodes and a toleration of their taint."""
+    cluster = settings.CLUSTER
+    task.set_accelerator_type(cluster.gpu_accelerator).set_accelerator_limit(cluster.gpu_count)
+    # kfp >= 2.13: overrides the component's base_image for this task only.
+    task.set_container_image(settings.GPU_IMAGE)
+    kubernetes.add_node_selector(
+        task,
+        label_key=cluster.gpu_node_selector_key,
+        label_value=cluster.gpu_node_selector_value,
+    )
+    kubernetes.add_toleration(
+        task,
+        key=cluster.gpu_toleration_key,
+        operator=GPU_TOLERATION_OPERATOR,
+        effect=GPU_TOLERATION_EFFECT,
+    )
