@@ -42,3 +42,32 @@ test: venv data ## run the test suite
 
 clean: ## remove local run outputs (keeps .venv)
 	rm -rf runs local_outputs
+
+# --- Serving (manifests, local TF-Serving-compatible server, TFLite, benchmark) ---
+.PHONY: manifests check-manifests serve predict export-tflite bench-serve
+KUBECTL_PKG := kubernetes-client
+PUSH_BASE ?= runs/serving
+SERVE_PORT ?= 8501
+
+manifests: venv ## regenerate manifests/ from settings.py and render overlays (kubectl kustomize; installs kubernetes-client if missing)
+	@if [ -z "$$KUSTOMIZE" ] && ! command -v kubectl >/dev/null; then \
+	  echo "kubectl not found: installing Debian package $(KUBECTL_PKG) (kubectl + kustomize)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO="sudo -n"; fi; \
+	  ($$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(KUBECTL_PKG) >/dev/null) \
+	    || { echo "error: install kubectl (apt-get install $(KUBECTL_PKG)) or set KUSTOMIZE='kustomize build'" >&2; exit 1; }; fi
+	$(BIN)/python -m imgclf.manifests
+
+check-manifests: venv ## validate rendered manifests offline (strict k8s schemas, KServe CRD, PSS restricted) and freshness
+	$(BIN)/python -m imgclf.manifest_checks
+
+serve: venv ## serve the latest pushed model (PUSH_BASE=runs/serving) on the TF Serving REST API at SERVE_PORT
+	$(BIN)/python -m imgclf.serve --push-base $(PUSH_BASE) --port $(SERVE_PORT) $(ARGS)
+
+predict: venv data ## send one Fashion-MNIST test image to `make serve` and print the class name (INDEX=0)
+	$(BIN)/python -m imgclf.predict_client --url http://localhost:$(SERVE_PORT) --index $${INDEX:-0} $(ARGS)
+
+export-tflite: venv ## export MODEL=<model dir> to TFLite (dynamic range + int8) using DATASET=<dataset dir>
+	$(BIN)/python -m imgclf.steps.export_tflite --model $(MODEL) --dataset $(DATASET) --output $${OUTPUT:-$(MODEL)/tflite}
+
+bench-serve: venv ## benchmark `make serve` vs the in-process SavedModel (latency p50/p99, batch-64 images/s)
+	$(BIN)/python bench/serve_bench.py --push-base $(PUSH_BASE) $(ARGS)

@@ -60,6 +60,26 @@ MODEL_NAME = "fashion-mnist"
 DEFAULT_PUSH_BASE = str(LOCAL_RUNS_DIR / "serving")
 SERVING_REST_PORT = 8501
 SERVING_GRPC_PORT = 8500
+# Where the pipeline pushes on a cluster: <SERVING_STORAGE_URI>/<MODEL_NAME>/<int version>/.
+# KServe's storageUri and TF Serving's --model_base_path are <SERVING_STORAGE_URI>/<MODEL_NAME>.
+SERVING_STORAGE_URI = "gs://YOUR_BUCKET/models"
+SERVING_NAMESPACE = "imgclf-serving"
+# Kubernetes service account whose credentials read the bucket (e.g. GKE Workload Identity).
+SERVING_SERVICE_ACCOUNT = "imgclf-serving"
+
+
+@dataclass(frozen=True)
+class ServingDefaults:
+    """Replicas and resources of the serving manifests (manifests/ is generated from these)."""
+
+    min_replicas: int = 1
+    max_replicas: int = 4
+    target_cpu_utilization: int = 70
+    cpu_request: str = "500m"
+    cpu_limit: str = "2"
+    memory_request: str = "1Gi"
+    memory_limit: str = "2Gi"
+    run_as_user: int = 1000  # TF Serving images run as root by default; PSS "restricted" needs non-root
 
 
 @dataclass(frozen=True)
@@ -124,4 +144,5 @@ INGEST = IngestDefaults()
 VALIDATE = ValidateDefaults()
 EVALUATE = EvaluateDefaults()
 CLUSTER = ClusterDefaults()
+SERVING = ServingDefaults()
 PIPELINE_NAME = "imgclf-training"

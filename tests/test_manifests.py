@@ -1,0 +1,80 @@
+"""The serving manifests: fresh, valid (core strict, KServe CRD schema, TF GPU rule, PSS restricted)."""
+
+import copy
+
+import pytest
+
+from imgclf import manifest_checks as mc
+from imgclf import manifests, settings
+
+
+def _rendered(overlay):
+    return mc.load_docs(manifests.rendered_path(overlay))
+
+
+def _kind(docs, kind):
+    return copy.deepcopy(next(d for d in docs if d["kind"] == kind))
+
+
+def test_committed_manifests_are_fresh_and_valid():
+    errors, notes = mc.check_all()
+    assert errors == [], "\n".join(errors)
+    assert any("6 objects checked" in n for n in notes)
+
+
+@pytest.mark.parametrize("overlay", manifests.OVERLAYS)
+def test_overlays_carry_settings(overlay):
+    docs = _rendered(overlay)
+    gpu = overlay == "gpu"
+    isvc, deploy = _kind(docs, "InferenceService"), _kind(docs, "Deployment")
+    model = isvc["spec"]["predictor"]["model"]
+    assert model["storageUri"] == f"{settings.SERVING_STORAGE_URI}/{settings.MODEL_NAME}"
+    assert model["runtimeVersion"] == (settings.KSERVE_TF_GPU_RUNTIME_VERSION if gpu else settings.KSERVE_TF_RUNTIME_VERSION)
+    container = deploy["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == (settings.TF_SERVING_GPU_IMAGE if gpu else settings.TF_SERVING_IMAGE)
+    assert f"--model_name={settings.MODEL_NAME}" in container["args"]
+    assert ("nodeSelector" in deploy["spec"]["template"]["spec"]) == gpu
+    assert ("tolerations" in isvc["spec"]["predictor"]) == gpu
+    assert all(d["metadata"]["namespace"] == settings.SERVING_NAMESPACE for d in docs)
+
+
+def test_gpu_without_gpu_runtime_is_rejected():
+    isvc = _kind(_rendered("cpu"), "InferenceService")
+    isvc["spec"]["predictor"]["model"]["resources"]["limits"]["nvidia.com/gpu"] = 1
+    assert any("TensorFlow rule" in e for e in mc.check_inference_service(isvc))
+    isvc = _kind(_rendered("gpu"), "InferenceService")
+    del isvc["spec"]["predictor"]["model"]["resources"]["limits"]["nvidia.com/gpu"]
+    assert any("TensorFlow rule" in e for e in mc.check_inference_service(isvc))
+
+
+def test_isvc_schema_rejects_typos_and_bad_quantities():
+    isvc = _kind(_rendered("cpu"), "InferenceService")
+    isvc["spec"]["predictor"]["model"]["storageURI"] = isvc["spec"]["predictor"]["model"].pop("storageUri")
+    errors = mc.check_inference_service(isvc)
+    assert any("storageURI" in e for e in errors)
+    isvc = _kind(_rendered("cpu"), "InferenceService")
+    isvc["spec"]["predictor"]["model"]["resources"]["limits"]["memory"] = "2 GB"
+    assert any("limits.memory" in e for e in mc.check_inference_service(isvc))
+
+
+def test_core_objects_are_strict():
+    deploy = _kind(_rendered("cpu"), "Deployment")
+    deploy["spec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = "Always"
+    assert mc.check_core(deploy)
+    hpa = _kind(_rendered("cpu"), "HorizontalPodAutoscaler")
+    hpa["spec"]["minReplicas"] = "one"
+    assert mc.check_core(hpa)
+
+
+def test_restricted_pod_security():
+    deploy = _kind(_rendered("gpu"), "Deployment")
+    assert mc.check_restricted(deploy) == []
+    sc = deploy["spec"]["template"]["spec"]["containers"][0]["securityContext"]
+    sc["capabilities"]["drop"] = []
+    sc["allowPrivilegeEscalation"] = True
+    deploy["spec"]["template"]["spec"]["securityContext"]["seccompProfile"] = {"type": "Unconfined"}
+    del sc["seccompProfile"], sc["runAsNonRoot"]
+    del deploy["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"]
+    text = "\n".join(mc.check_restricted(deploy))
+    for rule in ("drop must include ALL", "allowPrivilegeEscalation", "seccompProfile", "runAsNonRoot"):
+        assert rule in text
