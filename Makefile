@@ -71,3 +71,17 @@ export-tflite: venv ## export MODEL=<model dir> to TFLite (dynamic range + int8)
 
 bench-serve: venv ## benchmark `make serve` vs the in-process SavedModel (latency p50/p99, batch-64 images/s)
 	$(BIN)/python bench/serve_bench.py --push-base $(PUSH_BASE) $(ARGS)
+
+# --- On a cluster: images, offline spec check, submit (README "On a cluster") ---
+.PHONY: images push-images check-spec submit
+images: venv ## build the CPU and GPU images with docker/podman (tags from settings.py; ARGS="--variant cpu")
+	$(BIN)/python -m imgclf.images build $(ARGS)
+
+push-images: venv ## push the CPU and GPU images (fails in one line when no docker/podman engine answers)
+	$(BIN)/python -m imgclf.images push $(ARGS)
+
+check-spec: venv ## validate the compiled pipeline YAMLs offline against kfp's protobuf schemas
+	$(BIN)/python -m imgclf.kfp_spec_check pipelines/training_pipeline.yaml pipelines/training_pipeline_gpu.yaml
+
+submit: venv ## upload the compiled pipeline (a new version if it exists) and start a run: ARGS="--host URL [--gpu] [--wait]"
+	$(BIN)/python -m imgclf.submit $(ARGS)
