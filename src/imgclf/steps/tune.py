@@ -1,0 +1,212 @@
+"""Tune: search the one search space (search_space.yaml) with KerasTuner; write the best hyperparameters.
+
+Output directory:
+    best_hyperparameters.json  a full HyperParams dict: `imgclf-train --hparams-json` reads it
+    metrics.json               best objective value, trials run / total / failed, seconds
+    trials.md                  every trial as a Markdown table (KFP's Markdown viewer)
+    tuner/                     KerasTuner state; re-running on the same output resumes the search
+
+Batch size is tuned by overriding `HyperModel.fit` (KerasTuner's documented way), not
+`Tuner.run_trial`: the stock Bayesian, Random and Hyperband tuners keep their own
+run_trial (checkpointing, Hyperband's epoch budget and weight hand-over) unchanged.
+The train and eval splits are read once and the same in-memory arrays serve every trial.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from imgclf import datasets, search_space, settings
+from imgclf.errors import UserError, run_cli
+from imgclf.search_space import SearchSpace
+
+PROJECT_NAME = "tuner"  # KerasTuner's state lives in <output_dir>/tuner
+FINGERPRINT_FILE = "imgclf-search.json"
+VALIDATION_BATCH_SIZE = 1024  # validation has no gradient step: big batches make it cheap
+
+
+def _declare(hp, space: SearchSpace) -> dict:
+    """Register the search space on a KerasTuner HyperParameters object; returns the values for this trial."""
+    values = {}
+    for p in space.parameters:
+        if p.type == "choice":
+            values[p.name] = hp.Choice(p.name, list(p.values))
+        elif p.type == "int":
+            values[p.name] = hp.Int(p.name, p.min, p.max, step=p.step or 1)
+        else:
+            values[p.name] = hp.Float(p.name, p.min, p.max, sampling="log" if p.scale == "log" else "linear")
+    return values
+
+
+def _hypermodel(space: SearchSpace, epochs: int, seed: int):
+    import keras
+    import keras_tuner as kt
+
+    from imgclf.model import build_model
+
+    class CnnHyperModel(kt.HyperModel):
+        def build(self, hp):
+            keras.utils.set_random_seed(seed)  # same initial weights for a given architecture in every trial
+            return build_model(space.to_hyperparams(_declare(hp, space)))
+
+        def fit(self, hp, model, x, y, validation_data, callbacks=None, **kwargs):
+            hparams = space.to_hyperparams({p.name: hp.get(p.name) for p in space.parameters})
+            stop = keras.callbacks.EarlyStopping(monitor=space.objective.metric, mode=space.objective.direction[:3],
+                                                 patience=space.budget.early_stopping_patience)
+            kwargs.setdefault("epochs", epochs)  # Hyperband passes its own epochs / initial_epoch
+            kwargs["verbose"] = 0  # one line per trial comes from ProgressTuner
+            return model.fit(x, y, validation_data=validation_data, batch_size=hparams.batch_size,
+                             validation_batch_size=VALIDATION_BATCH_SIZE, shuffle=True,
+                             callbacks=[*(callbacks or []), stop], **kwargs)
+
+    return CnnHyperModel()
+
+
+def _make_tuner(space: SearchSpace, algorithm: str, max_trials: int, epochs: int, seed: int, output_dir: Path, log):
+    import keras_tuner as kt
+
+    base = {"bayesian": kt.BayesianOptimization, "random": kt.RandomSearch, "hyperband": kt.Hyperband}[algorithm]
+    seconds_file = output_dir / PROJECT_NAME / "imgclf-trial-seconds.json"
+
+    class ProgressTuner(base):
+        """One line per finished trial instead of KerasTuner's multi-line display."""
+
+        def on_trial_begin(self, trial):
+            self._trial_start = time.perf_counter()
+            super().on_trial_begin(trial)
+
+        def on_trial_end(self, trial):
+            super().on_trial_end(trial)
+            seconds = time.perf_counter() - self._trial_start
+            done = json.loads(seconds_file.read_text()) if seconds_file.exists() else {}
+            done[trial.trial_id] = round(seconds, 1)
+            seconds_file.write_text(json.dumps(done, indent=1))
+            self.trials_run = getattr(self, "trials_run", 0) + 1
+            t = self.oracle.get_trial(trial.trial_id)
+            score = "n/a" if t.score is None else f"{t.score:.4f}"
+            values = " ".join(f"{p.name}={_fmt(t.hyperparameters.values.get(p.name))}" for p in space.parameters)
+            total = "" if algorithm == "hyperband" else f"/{max_trials}"
+            log(f"trial {len(self.oracle.trials)}{total} {t.status.lower()}: "
+                f"{space.objective.metric}={score} {values} ({seconds:.1f} s)")
+
+    common = dict(objective=kt.Objective(space.objective.metric, direction=space.objective.direction[:3]),
+                  seed=seed, directory=str(output_dir), project_name=PROJECT_NAME, overwrite=False,
+                  max_consecutive_failed_trials=max(1, space.budget.max_failed_trials))
+    if algorithm == "hyperband":
+        return ProgressTuner(_hypermodel(space, epochs, seed), max_epochs=epochs, factor=3, **common)
+    if algorithm == "bayesian":
+        common["num_initial_points"] = space.budget.initial_random_trials
+    return ProgressTuner(_hypermodel(space, epochs, seed), max_trials=max_trials, **common)
+
+
+def _fmt(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _check_resumable(output_dir: Path, fingerprint: dict) -> None:
+    """Refuse to resume a search run with another space, algorithm, epochs or seed (KerasTuner would mix them)."""
+    path = output_dir / PROJECT_NAME / FINGERPRINT_FILE
+    if path.exists():
+        previous = json.loads(path.read_text())
+        if previous != fingerprint:
+            changed = sorted(k for k in fingerprint if previous.get(k) != fingerprint[k])
+            raise UserError(f"{output_dir}: holds a search with a different {', '.join(changed)}; "
+                            f"use a new output directory to start over")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(fingerprint, indent=2, sort_keys=True))
+
+
+def tune(dataset_dir: str, output_dir: str, space: SearchSpace | str | None = None, algorithm: str | None = None,
+         max_trials: int | None = None, epochs: int | None = None, seed: int = settings.TRAIN.seed,
+         log=print) -> dict:
+    """Search `space` (default: the packaged search_space.yaml) on dataset_dir; write results into output_dir.
+
+    algorithm, max_trials and epochs override the space's own (`bayesian|random|hyperband`; Hyperband sets its
+    own trial count from epochs). Re-running on the same output_dir resumes: finished trials are kept and only
+    the missing ones run (a trial cut off mid-way runs again). Returns the metrics dict (also in metrics.json)
+    with `best_hyperparameters` added.
+    """
+    from imgclf.tuning_report import trials_markdown
+
+    space = space if isinstance(space, SearchSpace) else search_space.load(space)
+    algorithm = algorithm or space.algorithm
+    if algorithm not in search_space.ALGORITHMS:
+        raise UserError(f"algorithm {algorithm!r}: not one of {', '.join(search_space.ALGORITHMS)}")
+    max_trials = max_trials or space.budget.max_trials
+    epochs = epochs or space.budget.epochs_per_trial
+    if max_trials < 1 or epochs < 1:
+        raise UserError(f"max_trials={max_trials}, epochs={epochs}: both must be >= 1")
+    out = Path(output_dir)
+    meta = datasets.read_metadata(dataset_dir)
+    fingerprint = {"space": hashlib.sha256(repr(space.parameters).encode()).hexdigest()[:16],
+                   "objective": space.objective.metric, "algorithm": algorithm,
+                   "epochs": epochs, "seed": seed, "dataset": meta["splits"]["train"]["sha256"][:16]}
+    _check_resumable(out, fingerprint)
+
+    # Read once; every trial reuses these arrays (uint8; the model rescales).
+    x_train, y_train = datasets.load_split(dataset_dir, "train")
+    x_eval, y_eval = datasets.load_split(dataset_dir, "eval")
+    # The Gaussian process fit warns on every trial when a length scale hits its bound; noise here.
+    warnings.filterwarnings("ignore", module="sklearn.gaussian_process")
+    start = time.perf_counter()
+    tuner = _make_tuner(space, algorithm, max_trials, epochs, seed, out, log)
+    tuner.search(x_train[..., None], y_train, validation_data=(x_eval[..., None], y_eval), verbose=0)
+    seconds = time.perf_counter() - start
+
+    trials = [tuner.oracle.trials[i] for i in sorted(tuner.oracle.trials)]
+    completed = [t for t in trials if t.status == "COMPLETED" and t.score is not None]
+    if not completed:
+        raise UserError(f"{out / PROJECT_NAME}: no trial completed; see trial_*/trial.json for the errors")
+    best = tuner.oracle.get_best_trials(1)[0]
+    hp = space.to_hyperparams({p.name: best.hyperparameters.values[p.name] for p in space.parameters})
+    hp = dataclasses.replace(hp, epochs=epochs)
+    (out / "best_hyperparameters.json").write_text(json.dumps(hp.to_dict(), indent=2))
+    metrics = {
+        f"best_{space.objective.metric}": float(best.score),
+        "best_trial": best.trial_id,
+        "trials_run": getattr(tuner, "trials_run", 0),
+        "trials_total": len(trials),
+        "trials_failed": sum(t.status in ("FAILED", "INVALID") for t in trials),
+        "seconds": round(seconds, 1),
+        "algorithm": algorithm,
+        "epochs_per_trial": epochs,
+        "train_examples": int(len(y_train)),
+        "eval_examples": int(len(y_eval)),
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    seconds_file = out / PROJECT_NAME / "imgclf-trial-seconds.json"
+    trial_seconds = json.loads(seconds_file.read_text()) if seconds_file.exists() else {}
+    (out / "trials.md").write_text(trials_markdown(space, trials, best.trial_id, metrics, trial_seconds))
+    return {**metrics, "best_hyperparameters": hp.to_dict()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="imgclf-tune", description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", required=True, help="dataset directory written by imgclf-ingest")
+    parser.add_argument("--output", required=True, help="output directory (re-run on it to resume)")
+    parser.add_argument("--space", help=f"search-space YAML (default: {search_space.DEFAULT_PATH.name} in the package)")
+    parser.add_argument("--algorithm", choices=search_space.ALGORITHMS, help="default: the space's algorithm")
+    parser.add_argument("--max-trials", type=int, help="default: the space's budget.max_trials")
+    parser.add_argument("--epochs", type=int, help="epochs per trial (default: the space's budget.epochs_per_trial)")
+    parser.add_argument("--seed", type=int, default=settings.TRAIN.seed)
+    args = parser.parse_args(argv)
+    result = tune(args.dataset, args.output, args.space, args.algorithm, args.max_trials, args.epochs, args.seed,
+                  log=lambda line: print(line, flush=True))
+    json.dump(result, sys.stdout, indent=2)
+    print()
+    return 0
+
+
+def cli() -> None:
+    raise SystemExit(run_cli(main))
+
+
+if __name__ == "__main__":
+    cli()

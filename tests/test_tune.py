@@ -1,0 +1,89 @@
+"""KerasTuner step on a tiny slice of real Fashion-MNIST: resume, an interrupted trial, outputs train can read."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+
+import pytest
+
+from imgclf import search_space, settings
+from imgclf.errors import UserError
+from imgclf.model import HyperParams
+from imgclf.steps.ingest import ingest
+from imgclf.steps.tune import tune
+
+pytestmark = pytest.mark.skipif(not (settings.REPO_ROOT.exists()
+                                     and __import__("pathlib").Path(settings.DEFAULT_DATA_URI).exists()),
+                                reason="Fashion-MNIST not installed (make data)")
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tune") / "dataset"
+    ingest(settings.DEFAULT_DATA_URI, str(out), max_train_examples=600, max_test_examples=100)
+    return str(out)
+
+
+@pytest.fixture(scope="module")
+def small_space():
+    """The real space with cheap models, so a trial takes about a second."""
+    space = search_space.load()
+    cheap = {"conv1_filters": search_space.Parameter("conv1_filters", "choice", values=(8,)),
+             "conv2_filters": search_space.Parameter("conv2_filters", "choice", values=(8, 16))}
+    params = tuple(cheap.get(p.name, p) for p in space.parameters)
+    return dataclasses.replace(space, parameters=params)
+
+
+def test_resume_runs_only_the_missing_trials(tiny_dataset, small_space, tmp_path):
+    lines: list[str] = []
+    first = tune(tiny_dataset, str(tmp_path), small_space, max_trials=2, epochs=1, log=lines.append)
+    assert (first["trials_run"], first["trials_total"]) == (2, 2)
+    assert [line.split()[1] for line in lines] == ["1/2", "2/2"]  # one progress line per trial
+
+    second = tune(tiny_dataset, str(tmp_path), small_space, max_trials=3, epochs=1, log=lines.append)
+    assert (second["trials_run"], second["trials_total"]) == (1, 3)
+
+    best = json.loads((tmp_path / "best_hyperparameters.json").read_text())
+    hp = HyperParams.from_dict(best)  # what train's --hparams-json does
+    assert hp.batch_size in small_space.parameter("batch_size").values
+    assert 0 < second["best_val_accuracy"] <= 1
+    assert json.loads((tmp_path / "metrics.json").read_text())["trials_total"] == 3
+    table = (tmp_path / "trials.md").read_text()
+    assert table.count("| completed |") == 3 and "(best)" in table
+
+    with pytest.raises(UserError, match="different epochs"):
+        tune(tiny_dataset, str(tmp_path), small_space, max_trials=3, epochs=2)
+
+
+def test_interrupted_trial_runs_again(tiny_dataset, small_space, tmp_path, monkeypatch):
+    """A search killed inside trial 2 resumes: trial 1 is kept, trial 2 runs again from the start."""
+    import imgclf.model
+
+    real_build = imgclf.model.build_model
+
+    def build_then_die(hp):
+        if len(list((tmp_path / "tuner").glob("trial_*"))) == 2:
+            raise KeyboardInterrupt  # what Ctrl-C or a pod eviction does mid-trial
+        return real_build(hp)
+
+    monkeypatch.setattr(imgclf.model, "build_model", build_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        tune(tiny_dataset, str(tmp_path), small_space, max_trials=2, epochs=1, log=lambda _: None)
+    monkeypatch.setattr(imgclf.model, "build_model", real_build)
+
+    result = tune(tiny_dataset, str(tmp_path), small_space, max_trials=2, epochs=1, log=lambda _: None)
+    assert (result["trials_run"], result["trials_total"], result["trials_failed"]) == (1, 2, 0)
+
+
+def test_cli_help_and_bad_space(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "imgclf.steps.tune", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "--max-trials" in out.stdout
+    bad = tmp_path / "space.yaml"
+    bad.write_text("parameters: []\n")
+    out = subprocess.run([sys.executable, "-m", "imgclf.steps.tune", "--dataset", str(tmp_path), "--output",
+                          str(tmp_path / "o"), "--space", str(bad)], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [f"error: {bad}: parameters: empty list, give at least one parameter"]
