@@ -85,3 +85,17 @@ check-spec: venv ## validate the compiled pipeline YAMLs offline against kfp's p
 
 submit: venv ## upload the compiled pipeline (a new version if it exists) and start a run: ARGS="--host URL [--gpu] [--wait]"
 	$(BIN)/python -m imgclf.submit $(ARGS)
+
+# --- Hyperparameter tuning (one search space: src/imgclf/search_space.yaml) ---
+.PHONY: katib check-katib tune
+TUNE_DATASET ?= runs/tune/dataset
+TUNE_OUTPUT ?= runs/tune/search
+katib: venv ## regenerate katib/experiment.yaml and katib/experiment-gpu.yaml from the search space
+	$(BIN)/imgclf-katib $(ARGS)
+
+check-katib: venv ## fail if the committed Katib YAML is stale
+	$(BIN)/imgclf-katib --check
+
+tune: venv data ## KerasTuner search on Fashion-MNIST (re-run to resume); ARGS="--max-trials 3 --epochs 1"
+	@test -f $(TUNE_DATASET)/metadata.json || $(BIN)/imgclf-ingest --output $(TUNE_DATASET)
+	$(BIN)/imgclf-tune --dataset $(TUNE_DATASET) --output $(TUNE_OUTPUT) $(ARGS)

@@ -1,0 +1,307 @@
+"""Generate Katib v1beta1 Experiments from the one search space; check them like Katib's admission webhook.
+
+`make katib` (imgclf-katib) writes katib/experiment.yaml (CPU) and katib/experiment-gpu.yaml;
+`imgclf-katib --check` fails when the committed files differ from what the generator makes.
+
+Each trial is a batch/v1 Job running the trainer CLI in our image as a plain exec-form
+command (no shell wrapper, so the StdOut metrics collector finds the process); the trainer
+prints `name=value` lines (--metrics-format katib). Trials read the dataset from a
+PersistentVolumeClaim mounted read-only at /data: put an ingested dataset there once
+(`imgclf-ingest --output /data/fashion-mnist` in a pod that mounts the claim), or let the
+pipeline's katib_tune step copy its Dataset artifact there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from imgclf import search_space, settings
+from imgclf.errors import UserError, run_cli
+from imgclf.search_space import Parameter, SearchSpace
+
+API_VERSION = "kubeflow.org/v1beta1"
+PRIMARY_CONTAINER = "training-container"
+# Katib's algorithm names; the last four need what a plain parameter search lacks
+# (a resource parameter, a population, a NAS config), so the generator refuses them.
+KATIB_ALGORITHMS = ("random", "grid", "tpe", "multivariate-tpe", "cmaes", "sobol", "bayesianoptimization",
+                    "hyperband", "pbt", "enas", "darts")
+SUPPORTED_ALGORITHMS = KATIB_ALGORITHMS[:7]
+FROM_SPACE_ALGORITHM = {"bayesian": "bayesianoptimization", "random": "random", "hyperband": "hyperband"}
+SEEDED_ALGORITHMS = ("bayesianoptimization", "random", "tpe", "multivariate-tpe", "cmaes")
+# Katib's defaults for a batch/v1 Job trial, spelled out so the file says what "done" means.
+JOB_SUCCESS = 'status.conditions.#(type=="Complete")#|#(status=="True")#'
+JOB_FAILURE = 'status.conditions.#(type=="Failed")#|#(status=="True")#'
+TRIAL_PARAMETER_RE = re.compile(r"\$\{trialParameters\.([^}]+)\}")
+DATA_VOLUME, DATA_MOUNT = "data", "/data"
+DEFAULT_DATA_PVC = "imgclf-data"
+DEFAULT_DATASET_PATH = f"{DATA_MOUNT}/fashion-mnist"
+SCRATCH_VOLUME, SCRATCH_MOUNT = "scratch", "/workspace"
+STRATEGY = {"maximize": "max", "minimize": "min"}
+OUTPUTS = {False: "experiment.yaml", True: "experiment-gpu.yaml"}
+
+
+@dataclass(frozen=True)
+class ExperimentOptions:
+    """What varies between generated Experiments (the search space supplies the rest)."""
+
+    name: str = "imgclf-tune"
+    namespace: str | None = None  # None: kubectl apply -n <namespace> decides
+    algorithm: str | None = None  # None: the space's algorithm, in Katib's spelling
+    gpu: bool = False
+    data_pvc: str = DEFAULT_DATA_PVC
+    dataset_path: str = DEFAULT_DATASET_PATH
+    seed: int = settings.TRAIN.seed
+    max_trials: int | None = None
+    parallel_trials: int | None = None
+
+
+def _feasible_space(p: Parameter) -> tuple[str, dict]:
+    """Katib parameterType and feasibleSpace (all values strings) for one parameter."""
+    if p.type == "choice":
+        numeric = all(isinstance(v, (int, float)) for v in p.values)
+        return ("discrete" if numeric else "categorical"), {"list": [str(v) for v in p.values]}
+    if p.type == "int" and p.step and p.step > 1:
+        # skopt (bayesianoptimization) ignores an int step; a discrete list keeps both tuners on one grid.
+        return "discrete", {"list": [str(v) for v in range(int(p.min), int(p.max) + 1, p.step)]}
+    if p.type == "int":
+        return "int", {"min": str(int(p.min)), "max": str(int(p.max))}
+    space = {"min": repr(float(p.min)), "max": repr(float(p.max))}
+    if p.scale == "log":
+        space["distribution"] = "logUniform"
+    return "double", space
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def build_experiment(space: SearchSpace, opts: ExperimentOptions = ExperimentOptions()) -> dict:
+    """The Experiment as a plain dict (validated with `validate_experiment`)."""
+    algorithm = opts.algorithm or FROM_SPACE_ALGORITHM[space.algorithm]
+    if algorithm not in KATIB_ALGORITHMS:
+        raise UserError(f"Katib algorithm {algorithm!r}: unknown (known: {', '.join(KATIB_ALGORITHMS)})")
+    if algorithm not in SUPPORTED_ALGORITHMS:
+        raise UserError(f"Katib algorithm {algorithm!r}: needs more than a parameter search space "
+                        f"(resource parameter, population or NAS config); use one of {', '.join(SUPPORTED_ALGORITHMS)}")
+    if algorithm == "grid" and any(p.type == "float" for p in space.parameters):
+        raise UserError("Katib algorithm 'grid': float parameters have no grid; make them type choice")
+    budget = space.budget
+    settings_list = []
+    if algorithm in SEEDED_ALGORITHMS:
+        settings_list.append({"name": "random_state", "value": str(opts.seed)})
+    if algorithm == "bayesianoptimization":
+        settings_list.append({"name": "n_initial_points", "value": str(budget.initial_random_trials)})
+
+    parameters, trial_parameters = [], []
+    command = ["imgclf-train", f"--dataset={opts.dataset_path}", f"--output={SCRATCH_MOUNT}/model",
+               "--metrics-format=katib", f"--epochs={budget.epochs_per_trial}", f"--seed={opts.seed}"]
+    for p in space.parameters:
+        ptype, feasible = _feasible_space(p)
+        parameters.append({"name": p.name, "parameterType": ptype, "feasibleSpace": feasible})
+        trial_parameters.append({"name": p.name, "description": f"imgclf-train {_flag(p.name)}", "reference": p.name})
+        command.append(f"{_flag(p.name)}=${{trialParameters.{p.name}}}")
+
+    cluster = settings.CLUSTER
+    resources = {"requests": {"cpu": cluster.cpu_request, "memory": cluster.memory_request},
+                 "limits": {"cpu": cluster.train_cpu_limit, "memory": cluster.train_memory_limit}}
+    pod_spec: dict = {"restartPolicy": "Never"}
+    if opts.gpu:
+        resources["limits"][cluster.gpu_accelerator] = str(cluster.gpu_count)
+        pod_spec["nodeSelector"] = {cluster.gpu_node_selector_key: cluster.gpu_node_selector_value}
+        pod_spec["tolerations"] = [{"key": cluster.gpu_toleration_key, "operator": "Exists", "effect": "NoSchedule"}]
+    pod_spec["containers"] = [{
+        "name": PRIMARY_CONTAINER,
+        "image": settings.GPU_IMAGE if opts.gpu else settings.CPU_IMAGE,
+        "command": command,
+        "env": [{"name": "TF_CPP_MIN_LOG_LEVEL", "value": "2"}],
+        "resources": resources,
+        "volumeMounts": [{"name": DATA_VOLUME, "mountPath": DATA_MOUNT, "readOnly": True},
+                         {"name": SCRATCH_VOLUME, "mountPath": SCRATCH_MOUNT}],
+    }]
+    pod_spec["volumes"] = [{"name": DATA_VOLUME, "persistentVolumeClaim": {"claimName": opts.data_pvc,
+                                                                          "readOnly": True}},
+                           {"name": SCRATCH_VOLUME, "emptyDir": {}}]
+    objective = space.objective
+    metadata = {"name": opts.name + ("-gpu" if opts.gpu and opts.name == ExperimentOptions.name else "")}
+    if opts.namespace:
+        metadata["namespace"] = opts.namespace
+    max_trials = opts.max_trials or budget.max_trials
+    experiment = {
+        "apiVersion": API_VERSION,
+        "kind": "Experiment",
+        "metadata": metadata,
+        "spec": {
+            "objective": {
+                "type": objective.direction,
+                "objectiveMetricName": objective.metric,
+                "additionalMetricNames": list(objective.additional_metrics),
+                "metricStrategies": [{"name": m, "value": STRATEGY[objective.direction] if m == objective.metric
+                                      else ("min" if "loss" in m else "max")}
+                                     for m in (objective.metric, *objective.additional_metrics)],
+            },
+            "algorithm": {"algorithmName": algorithm, "algorithmSettings": settings_list},
+            "maxTrialCount": max_trials,
+            "parallelTrialCount": opts.parallel_trials or min(budget.parallel_trials, max_trials),
+            "maxFailedTrialCount": min(budget.max_failed_trials, max_trials),
+            "metricsCollectorSpec": {"collector": {"kind": "StdOut"}},
+            "parameters": parameters,
+            "trialTemplate": {
+                "primaryContainerName": PRIMARY_CONTAINER,
+                "successCondition": JOB_SUCCESS,
+                "failureCondition": JOB_FAILURE,
+                "trialParameters": trial_parameters,
+                "trialSpec": {
+                    "apiVersion": "batch/v1",
+                    "kind": "Job",
+                    "spec": {
+                        "backoffLimit": 0,  # a failed trial is a result, not something to retry
+                        "template": {
+                            "metadata": {"annotations": {"sidecar.istio.io/inject": "false"}},
+                            "spec": pod_spec,
+                        },
+                    },
+                },
+            },
+        },
+    }
+    validate_experiment(experiment)
+    return experiment
+
+
+def validate_experiment(exp: dict) -> None:
+    """The rules Katib's validating webhook enforces that a generator can get wrong; UserError on the first."""
+    name = exp["metadata"]["name"]
+    where = f"Experiment {name}"
+    if not re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", name):
+        raise UserError(f"{where}: metadata.name must be lower-case alphanumerics and '-', starting with a letter")
+    spec = exp["spec"]
+    max_trials, parallel, failed = spec["maxTrialCount"], spec["parallelTrialCount"], spec["maxFailedTrialCount"]
+    if not (max_trials > 0 and parallel > 0 and failed >= 0):
+        raise UserError(f"{where}: maxTrialCount and parallelTrialCount must be > 0, maxFailedTrialCount >= 0")
+    if parallel > max_trials:
+        raise UserError(f"{where}: parallelTrialCount {parallel} > maxTrialCount {max_trials}")
+    if failed > max_trials:
+        raise UserError(f"{where}: maxFailedTrialCount {failed} > maxTrialCount {max_trials}")
+    objective = spec["objective"]
+    if objective["type"] not in ("minimize", "maximize"):
+        raise UserError(f"{where}: objective.type {objective['type']!r} is not minimize or maximize")
+    if objective["objectiveMetricName"] in objective.get("additionalMetricNames", []):
+        raise UserError(f"{where}: additionalMetricNames must not contain the objective metric")
+    if spec["algorithm"]["algorithmName"] not in KATIB_ALGORITHMS:
+        raise UserError(f"{where}: algorithm {spec['algorithm']['algorithmName']!r} is not a Katib algorithm")
+    for s in spec["algorithm"].get("algorithmSettings", []):
+        if not isinstance(s["value"], str):
+            raise UserError(f"{where}: algorithmSettings {s['name']}: value must be a string")
+    names = set()
+    for p in spec["parameters"]:
+        pwhere = f"{where}: parameter {p['name']}"
+        names.add(p["name"])
+        ptype, feasible = p["parameterType"], p["feasibleSpace"]
+        if ptype not in ("int", "double", "discrete", "categorical"):
+            raise UserError(f"{pwhere}: parameterType {ptype!r} is not int, double, discrete or categorical")
+        for key, value in feasible.items():
+            values = value if key == "list" else [value]
+            if not values or not all(isinstance(v, str) for v in values):
+                raise UserError(f"{pwhere}: feasibleSpace.{key} must hold strings, got {value!r}")
+        if ptype in ("int", "double") and ("list" in feasible or not {"min", "max"} <= set(feasible)):
+            raise UserError(f"{pwhere}: {ptype} needs feasibleSpace min and max and no list")
+        if ptype in ("discrete", "categorical") and ({"min", "max", "step"} & set(feasible) or not feasible.get("list")):
+            raise UserError(f"{pwhere}: {ptype} needs a feasibleSpace list and no min/max/step")
+        if feasible.get("distribution", "uniform") not in ("uniform", "logUniform", "normal", "logNormal"):
+            raise UserError(f"{pwhere}: feasibleSpace.distribution {feasible['distribution']!r} is not supported")
+
+    template = spec["trialTemplate"]
+    trial_spec = template["trialSpec"]
+    if trial_spec.get("metadata", {}).get("name") or trial_spec.get("metadata", {}).get("namespace"):
+        raise UserError(f"{where}: trialSpec must not set metadata.name or metadata.namespace")
+    pod = trial_spec["spec"]["template"]["spec"]
+    containers = [c["name"] for c in pod["containers"]]
+    if template["primaryContainerName"] not in containers:
+        raise UserError(f"{where}: primaryContainerName {template['primaryContainerName']!r} names no container "
+                        f"(containers: {', '.join(containers)})")
+    if not template.get("successCondition") or not template.get("failureCondition"):
+        raise UserError(f"{where}: trialTemplate needs successCondition and failureCondition")
+    declared = [tp["name"] for tp in template["trialParameters"]]
+    if len(set(declared)) != len(declared):
+        raise UserError(f"{where}: duplicate trialParameters names in {declared}")
+    for tp in template["trialParameters"]:
+        if tp["reference"] not in names:
+            raise UserError(f"{where}: trialParameter {tp['name']} references {tp['reference']!r}, "
+                            f"not in spec.parameters")
+    used = set(TRIAL_PARAMETER_RE.findall(repr(trial_spec)))
+    if set(declared) - used:
+        raise UserError(f"{where}: trialParameters {', '.join(sorted(set(declared) - used))} not used in trialSpec")
+    if used - set(declared):
+        raise UserError(f"{where}: trialSpec uses undeclared ${{trialParameters.{sorted(used - set(declared))[0]}}}")
+    primary = next(c for c in pod["containers"] if c["name"] == template["primaryContainerName"])
+    if not primary.get("command") or primary["command"][0] in ("sh", "bash", "/bin/sh", "/bin/bash"):
+        raise UserError(f"{where}: the primary container needs an exec-form command (no shell wrapper) so the "
+                        f"metrics collector finds the trainer process")
+    if trial_spec["spec"]["template"].get("metadata", {}).get("annotations", {}).get("sidecar.istio.io/inject") != "false":
+        raise UserError(f"{where}: trial pods need annotation sidecar.istio.io/inject: \"false\" (trials hang otherwise)")
+
+
+def render(exp: dict, gpu: bool) -> str:
+    """YAML text with a header that says where it comes from and what a GPU trial costs."""
+    import yaml
+
+    spec = exp["spec"]
+    header = [
+        "# Generated by `make katib` (imgclf-katib) from src/imgclf/search_space.yaml and imgclf.settings.",
+        "# Do not edit: tests/test_katib.py fails when this file is stale.",
+        f"# Apply: kubectl apply -n <profile-namespace> -f katib/{OUTPUTS[gpu]}",
+        "#   (the namespace needs label katib.kubeflow.org/metrics-collector-injection=enabled,",
+        f"#   and PVC {DEFAULT_DATA_PVC!r} holding an ingested dataset at {DEFAULT_DATASET_PATH}; see README).",
+    ]
+    if gpu:
+        header.append(f"# GPU quota: parallelTrialCount {spec['parallelTrialCount']} means up to "
+                      f"{spec['parallelTrialCount']} x {settings.CLUSTER.gpu_count} {settings.CLUSTER.gpu_accelerator} "
+                      "held at once; keep it within the namespace's GPU quota.")
+    return "\n".join(header) + "\n" + yaml.safe_dump(exp, sort_keys=False, width=120)
+
+
+def generate(out_dir: Path = settings.KATIB_DIR, space: SearchSpace | None = None,
+             opts: ExperimentOptions = ExperimentOptions()) -> dict[Path, str]:
+    """Path -> YAML text for the CPU and GPU Experiments (not written)."""
+    space = space or search_space.load()
+    files = {}
+    for gpu in (False, True):
+        exp = build_experiment(space, ExperimentOptions(**{**opts.__dict__, "gpu": gpu}))
+        files[Path(out_dir) / OUTPUTS[gpu]] = render(exp, gpu)
+    return files
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="imgclf-katib", description=__doc__.splitlines()[0])
+    parser.add_argument("--space", help="search-space YAML (default: the packaged one)")
+    parser.add_argument("--output-dir", default=str(settings.KATIB_DIR))
+    parser.add_argument("--algorithm", choices=SUPPORTED_ALGORITHMS, help="default: from the space (bayesian -> "
+                        "bayesianoptimization)")
+    parser.add_argument("--data-pvc", default=DEFAULT_DATA_PVC, help="PVC holding the dataset (mounted at /data)")
+    parser.add_argument("--dataset-path", default=DEFAULT_DATASET_PATH, help="dataset directory inside the pod")
+    parser.add_argument("--check", action="store_true", help="exit 1 if the files on disk differ (stale)")
+    args = parser.parse_args(argv)
+    opts = ExperimentOptions(algorithm=args.algorithm, data_pvc=args.data_pvc, dataset_path=args.dataset_path)
+    files = generate(Path(args.output_dir), search_space.load(args.space) if args.space else None, opts)
+    stale = [p for p, text in files.items() if not p.exists() or p.read_text() != text]
+    if args.check:
+        for p in stale:
+            print(f"stale: {p} (run `make katib` and commit)", file=sys.stderr)
+        return 1 if stale else 0
+    for path, text in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"wrote {path}")
+    return 0
+
+
+def cli() -> None:
+    raise SystemExit(run_cli(main))
+
+
+if __name__ == "__main__":
+    cli()
