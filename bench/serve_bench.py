@@ -1,0 +1,142 @@
+"""Benchmark the local TF-Serving-compatible server against the in-process SavedModel, in one run.
+
+    python bench/serve_bench.py --push-base runs/serving          (starts `imgclf.serve` on a free port)
+    python bench/serve_bench.py --url http://localhost:8501        (an already running `make serve`)
+
+Prints single-image p50/p99 latency and batch-64 images/s for: the SavedModel's
+traced endpoint in-process, `signatures["serving_default"]` in-process, the
+server; the per-stage cost of one batch-64 request (JSON parse, numpy, model,
+JSON write); and the server/in-process ratios. Real Fashion-MNIST test images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import orjson
+
+from imgclf import settings, versions
+from imgclf.predict_client import load_test_image
+
+
+def timed(fn, n: int) -> np.ndarray:
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return np.array(out)
+
+
+def summary(name: str, single: np.ndarray, batch: np.ndarray, batch_size: int) -> dict:
+    row = {"p50_ms": np.percentile(single, 50) * 1e3, "p99_ms": np.percentile(single, 99) * 1e3,
+           "img_s": batch_size / np.median(batch), "batch_max_ms": batch.max() * 1e3}
+    print(f"{name:34s} single p50 {row['p50_ms']:6.2f} ms  p99 {row['p99_ms']:6.2f} ms   "
+          f"batch-{batch_size} {row['img_s']:8.0f} img/s (slowest batch {row['batch_max_ms']:.1f} ms)")
+    return row
+
+
+def start_server(push_base: str) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "imgclf.serve", "--push-base", push_base, "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            c.request("GET", f"/v1/models/{settings.MODEL_NAME}")
+            if c.getresponse().status == 200:
+                return proc, url
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("server did not start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--push-base", default=settings.DEFAULT_PUSH_BASE)
+    parser.add_argument("--url", help="benchmark this running server instead of starting one")
+    parser.add_argument("--data", default=settings.DEFAULT_DATA_URI)
+    parser.add_argument("--n", type=int, default=300, help="single-image requests")
+    parser.add_argument("--batches", type=int, default=60)
+    parser.add_argument("--batch-size", type=int, default=64)
+    args = parser.parse_args()
+
+    import tensorflow as tf
+
+    from imgclf.serve_payload import format_response, parse_request
+
+    latest = versions.latest_servable(versions.model_base(args.push_base, settings.MODEL_NAME))
+    if latest is None:
+        raise SystemExit(f"nothing pushed under {args.push_base}/{settings.MODEL_NAME}")
+    loaded = tf.saved_model.load(latest[1])
+    endpoint, signature = getattr(loaded, settings.SERVING_SIGNATURE_FLOAT), loaded.signatures["serving_default"]
+    image = load_test_image(args.data, 0)[0]
+    batch = np.stack([load_test_image(args.data, i)[0] for i in range(args.batch_size)])
+    one_f, batch_f = image[None].astype(np.float32), batch.astype(np.float32)
+    for f in (endpoint, lambda images: signature(images=images)):
+        f(tf.constant(one_f)), f(tf.constant(batch_f))
+
+    print(f"model {settings.MODEL_NAME} version {latest[0]}; {os.cpu_count()} CPUs")
+    inproc = summary("in-process endpoint attribute", timed(lambda: endpoint(tf.constant(one_f)), args.n),
+                     timed(lambda: endpoint(tf.constant(batch_f)), args.batches), args.batch_size)
+    summary("in-process signatures[...]", timed(lambda: signature(images=tf.constant(one_f)), args.n),
+            timed(lambda: signature(images=tf.constant(batch_f)), args.batches), args.batch_size)
+
+    body_one = orjson.dumps({"instances": [image.tolist()]})
+    body_batch = orjson.dumps({"instances": batch.tolist()})
+    stages = {
+        "orjson.loads": lambda: orjson.loads(body_batch),
+        "parse_request (json+numpy+checks)": lambda: parse_request(body_batch),
+        "model call": lambda: endpoint(tf.constant(batch_f)),
+        "format_response + orjson.dumps": lambda: orjson.dumps(format_response(
+            np.zeros((args.batch_size, 10), np.float32), np.zeros(args.batch_size, np.int64), False),
+            option=orjson.OPT_SERIALIZE_NUMPY),
+    }
+    print(f"per-stage cost of one batch-{args.batch_size} request ({len(body_batch)} bytes of JSON):")
+    for name, fn in stages.items():
+        print(f"  {name:34s} {np.median(timed(fn, 30)) * 1e3:7.3f} ms")
+
+    proc = None
+    url = args.url
+    if url is None:
+        proc, url = start_server(args.push_base)
+    try:
+        u = urlparse(url)
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+        path = f"/v1/models/{settings.MODEL_NAME}:predict"
+
+        def post(body):
+            conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            data = resp.read()
+            assert resp.status == 200, data[:200]
+
+        for _ in range(20):
+            post(body_one), post(body_batch)
+        server = summary("server (REST, keep-alive)", timed(lambda: post(body_one), args.n),
+                         timed(lambda: post(body_batch), args.batches), args.batch_size)
+    finally:
+        if proc:
+            proc.terminate()
+            proc.wait(timeout=30)
+    print(f"ratios server/in-process: single p50 {server['p50_ms'] / inproc['p50_ms']:.1f}x, "
+          f"p99 {server['p99_ms'] / inproc['p99_ms']:.1f}x; batch-{args.batch_size} throughput "
+          f"{server['img_s'] / inproc['img_s']:.2f} of in-process")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    main()

@@ -1,0 +1,114 @@
+"""TF Serving REST request/response bodies for the image model, checked strictly (numpy only, no TF).
+
+Request (POST /v1/models/NAME[/versions/N]:predict), as TF Serving accepts it:
+    {"instances": [img, ...]}                row form; img is 28x28 or 28x28x1 numbers,
+    {"instances": [{"images": img}, ...]}     or an object naming the input
+    {"inputs": [img, ...]} / {"inputs": {"images": [img, ...]}}   columnar form
+    optional "signature_name": "serving_default" (float32) or "serving_uint8" (0..255 integers)
+Response: row form -> {"predictions": [{"probabilities": [...10], "class_id": k}, ...]},
+columnar form -> {"outputs": {"probabilities": [[...]], "class_id": [...]}}.
+Every defect raises BadRequest with a message naming the field and the value seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import orjson
+
+from imgclf import settings
+
+H, W = settings.IMAGE_HEIGHT, settings.IMAGE_WIDTH
+SIGNATURES = (settings.SERVING_SIGNATURE_FLOAT, settings.SERVING_SIGNATURE_UINT8)
+INPUT = settings.SERVING_INPUT_NAME
+DEFAULT_MAX_BATCH = 1024
+
+
+class BadRequest(ValueError):
+    """The request body breaks the contract; the server answers 400 with {"error": message}."""
+
+
+@dataclass(frozen=True)
+class Parsed:
+    images: np.ndarray  # float32 or uint8, [N, 28, 28]
+    columnar: bool
+    signature: str
+
+
+def _load(body) -> dict:
+    if isinstance(body, (bytes, bytearray, memoryview, str)):
+        try:
+            body = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise BadRequest(f"malformed JSON body: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadRequest(f"request body must be a JSON object with 'instances' or 'inputs', got {type(body).__name__}")
+    return body
+
+
+def _named(value, where: str):
+    """An object form {"images": ...} -> its value; anything else unchanged."""
+    if isinstance(value, dict):
+        if set(value) != {INPUT}:
+            raise BadRequest(f"{where}: expected the single input '{INPUT}', got keys {sorted(value)}")
+        return value[INPUT]
+    return value
+
+
+def _as_array(value, where: str) -> np.ndarray:
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as exc:  # ragged nesting, mixed types
+        raise BadRequest(f"{where}: not a rectangular array of numbers ({str(exc).splitlines()[0]})") from None
+    if arr.dtype.kind not in "iuf":
+        seen = {"U": "strings", "S": "strings", "b": "booleans", "O": "mixed or null values"}.get(arr.dtype.kind, str(arr.dtype))
+        raise BadRequest(f"{where}: pixel values must be numbers, got {seen}")
+    return arr
+
+
+def parse_request(body, max_batch: int = DEFAULT_MAX_BATCH) -> Parsed:
+    """Check a predict body (bytes or decoded JSON) and return the image batch for the chosen signature."""
+    body = _load(body)
+    keys = {"instances", "inputs"} & set(body)
+    if len(keys) != 1:
+        raise BadRequest("request must have exactly one of 'instances' (row form) or 'inputs' (columnar form)")
+    unknown = set(body) - {"instances", "inputs", "signature_name"}
+    if unknown:
+        raise BadRequest(f"unknown request fields {sorted(unknown)}")
+    signature = body.get("signature_name") or settings.SERVING_SIGNATURE_FLOAT
+    if signature not in SIGNATURES:
+        raise BadRequest(f"signature_name {signature!r} not found; available: {', '.join(SIGNATURES)}")
+    (key,) = keys
+    value = body[key]
+    if key == "instances":
+        if not isinstance(value, list):
+            raise BadRequest(f"'instances' must be a list, got {type(value).__name__}")
+        if value and isinstance(value[0], dict):
+            value = [_named(v, f"instances[{i}]") if isinstance(v, dict) else v for i, v in enumerate(value)]
+            if any(isinstance(v, dict) for v in value):
+                raise BadRequest("instances mix objects and arrays")
+    else:
+        value = _named(value, "inputs")
+    arr = _as_array(value, key)
+    if arr.ndim >= 1 and arr.shape[0] == 0:
+        raise BadRequest(f"'{key}' is empty: send at least one image")
+    if not ((arr.ndim == 3 and arr.shape[1:] == (H, W)) or (arr.ndim == 4 and arr.shape[1:] == (H, W, 1))):
+        raise BadRequest(f"'{key}' has shape {list(arr.shape)}; expected [N,{H},{W}] or [N,{H},{W},1]")
+    if arr.shape[0] > max_batch:
+        raise BadRequest(f"batch of {arr.shape[0]} images exceeds the limit of {max_batch}")
+    if signature == settings.SERVING_SIGNATURE_UINT8:
+        if arr.dtype.kind == "f" or arr.min() < 0 or arr.max() > 255:
+            raise BadRequest(f"signature {signature} takes integers 0..255")
+        images = arr.astype(np.uint8).reshape(-1, H, W)
+    else:
+        images = arr.astype(np.float32, copy=False).reshape(-1, H, W)
+    return Parsed(images, key == "inputs", signature)
+
+
+def format_response(probabilities: np.ndarray, class_id: np.ndarray, columnar: bool) -> dict:
+    """TF Serving's response shape; numpy arrays are left for orjson (OPT_SERIALIZE_NUMPY) to write."""
+    p_name, c_name = settings.SERVING_OUTPUT_PROBABILITIES, settings.SERVING_OUTPUT_CLASS
+    if columnar:
+        return {"outputs": {p_name: probabilities, c_name: class_id}}
+    return {"predictions": [{p_name: p, c_name: int(c)} for p, c in zip(probabilities, class_id)]}

@@ -1,0 +1,155 @@
+"""Contract test of `imgclf.serve`: TF Serving REST paths and bodies, 4xx JSON errors, new-version pickup."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+
+from imgclf import datasets, settings
+from imgclf.steps.push import push
+
+NAME = settings.MODEL_NAME
+MAX_BODY = 400_000
+
+
+def call(url: str, body: bytes | None = None) -> tuple[int, dict]:
+    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"} if body else {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def _push(model_dir: str, base: str, tmp_path) -> int:
+    blessing = tmp_path / "blessing.json"
+    blessing.write_text(json.dumps({"blessed": True}))
+    return push(model_dir, str(blessing), base)["version"]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, trained_model):
+    tmp = tmp_path_factory.mktemp("serve")
+    base = str(tmp / "serving")
+    assert _push(trained_model, base, tmp) == 1
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(tmp / "server.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "imgclf.serve", "--push-base", base, "--port", str(port),
+                             "--poll-seconds", "0.2", "--max-body-bytes", str(MAX_BODY)], stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}/v1/models/{NAME}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if call(url)[0] == 200:
+                break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"server did not start: {(tmp / 'server.log').read_text()[-2000:]}")
+        time.sleep(0.2)
+    yield {"url": url, "base": base, "tmp": tmp, "model": trained_model}
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def images(small_dataset):
+    return datasets.load_split(small_dataset, "test")[0][:5]
+
+
+def _check_outputs(probs, class_id, n):
+    probs = np.asarray(probs)
+    assert probs.shape == (n, settings.NUM_CLASSES)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+    assert list(class_id) == list(probs.argmax(axis=1))
+
+
+def test_status_and_metadata(server):
+    status, body = call(server["url"])
+    assert status == 200
+    assert body == {"model_version_status": [{"version": "1", "state": "AVAILABLE",
+                                              "status": {"error_code": "OK", "error_message": ""}}]}
+    assert call(server["url"] + "/versions/1")[0] == 200
+    status, meta = call(server["url"] + "/metadata")
+    assert status == 200 and meta["model_spec"] == {"name": NAME, "signature_name": "", "version": "1"}
+    sigs = meta["metadata"]["signature_def"]["signature_def"]
+    assert sigs[settings.SERVING_SIGNATURE_FLOAT]["inputs"][settings.SERVING_INPUT_NAME]["dtype"] == "DT_FLOAT"
+    assert sigs[settings.SERVING_SIGNATURE_UINT8]["inputs"][settings.SERVING_INPUT_NAME]["dtype"] == "DT_UINT8"
+    assert set(sigs[settings.SERVING_SIGNATURE_FLOAT]["outputs"]) == {"probabilities", "class_id"}
+
+
+@pytest.mark.parametrize("form", ["rows", "rows-4d", "named-rows", "columnar", "columnar-named", "uint8", "versioned"])
+def test_predict_forms(server, images, form):
+    x = images[..., None] if form == "rows-4d" else images
+    path = server["url"] + ("/versions/1" if form == "versioned" else "") + ":predict"
+    body = {"columnar": {"inputs": x.tolist()}, "columnar-named": {"inputs": {"images": x.tolist()}},
+            "named-rows": {"instances": [{"images": i.tolist()} for i in x]},
+            "uint8": {"instances": x.tolist(), "signature_name": settings.SERVING_SIGNATURE_UINT8},
+            }.get(form, {"instances": x.tolist()})
+    status, out = call(path, json.dumps(body).encode())
+    assert status == 200, out
+    if form.startswith("columnar"):
+        _check_outputs(out["outputs"]["probabilities"], out["outputs"]["class_id"], len(x))
+    else:
+        preds = out["predictions"]
+        _check_outputs([p["probabilities"] for p in preds], [p["class_id"] for p in preds], len(x))
+
+
+GOOD = json.dumps({"instances": [[[0] * 28] * 28]}).encode()
+BAD_BODIES = {
+    "bad json": b"{not json",
+    "not an object": b"[1, 2]",
+    "no instances": b'{"images": []}',
+    "both forms": json.dumps({"instances": [], "inputs": []}).encode(),
+    "empty instances": b'{"instances": []}',
+    "wrong shape": json.dumps({"instances": [[[0] * 27] * 28]}).encode(),
+    "ragged": json.dumps({"instances": [[[0] * 28] * 28, [[0] * 28]]}).encode(),
+    "strings": json.dumps({"instances": [[["x"] * 28] * 28]}).encode(),
+    "nulls": json.dumps({"instances": [[[None] * 28] * 28]}).encode(),
+    "booleans": json.dumps({"inputs": [[[True] * 28] * 28]}).encode(),
+    "uint8 out of range": json.dumps({"instances": [[[300] * 28] * 28], "signature_name": "serving_uint8"}).encode(),
+    "unknown signature": json.dumps({"instances": [[[0] * 28] * 28], "signature_name": "nope"}).encode(),
+    "wrong input name": json.dumps({"inputs": {"pixels": [[[0] * 28] * 28]}}).encode(),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_BODIES))
+def test_bad_requests_get_4xx_json_and_server_keeps_serving(server, case):
+    status, body = call(server["url"] + ":predict", BAD_BODIES[case])
+    assert status == 400, body
+    assert isinstance(body.get("error"), str) and body["error"]
+    assert call(server["url"] + ":predict", GOOD)[0] == 200
+
+
+def test_wrong_names_versions_and_size(server):
+    root = server["url"].rsplit("/", 1)[0]
+    for path, code in ((root + "/other:predict", 404), (server["url"] + "/versions/7:predict", 404),
+                       (server["url"] + "/versions/x:predict", 400)):
+        status, body = call(path, GOOD)
+        assert status == code and "error" in body, (path, status, body)
+    assert call(server["url"] + "/versions/7")[0] == 404
+    status, body = call(server["url"] + ":predict", b" " * (MAX_BODY + 1))
+    assert status == 413 and "exceeds" in body["error"]
+    assert call(server["url"] + ":predict", GOOD)[0] == 200
+
+
+def test_new_version_is_picked_up_without_restart(server):
+    assert _push(server["model"], server["base"], server["tmp"]) == 2
+    deadline = time.monotonic() + 60
+    while call(server["url"])[1]["model_version_status"][0]["version"] != "2":
+        assert time.monotonic() < deadline, "version 2 not picked up"
+        time.sleep(0.2)
+    assert call(server["url"] + "/versions/2:predict", GOOD)[0] == 200
+    assert call(server["url"] + "/versions/1:predict", GOOD)[0] == 404  # like TF Serving: latest only
