@@ -28,13 +28,13 @@ from imgclf.errors import UserError, run_cli
 from imgclf.model import HyperParams, build_model
 
 
-def _epoch_printer(fmt: str, stream=sys.stdout):
+def _epoch_printer(fmt: str):
     """A Keras callback printing one line per epoch: `name=value` lines (katib) or a summary."""
     import keras
 
     class EpochLines(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            logs = logs or {}
+            logs, stream = logs or {}, sys.stdout
             if fmt == "katib":
                 print(f"epoch={epoch + 1}", file=stream)
                 for key in sorted(logs):

@@ -1,0 +1,22 @@
+"""KFP component: push a blessed model to the serving layout (imgclf.steps.push)."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Input, Model, Output
+
+from imgclf import settings
+
+
+@dsl.component(base_image=settings.CPU_IMAGE, install_kfp_package=False)
+def push_op(model: Input[Model], evaluation: Input[Artifact], push_base: str, model_name: str,
+            pushed: Output[Artifact]) -> str:
+    """Copy the SavedModel to <push_base>/<model_name>/<next version>/; returns the version's URI."""
+    import json
+    import os
+
+    from imgclf.steps.push import push
+
+    result = push(model.path, os.path.join(evaluation.path, "blessing.json"), push_base, model_name)
+    pushed.metadata.update(result)
+    with open(pushed.path, "w") as f:
+        json.dump(result, f)
+    return result["uri"]

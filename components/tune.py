@@ -1,0 +1,33 @@
+"""KFP component: KerasTuner search over the one search space (imgclf.steps.tune)."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Output
+
+from imgclf import settings
+
+
+@dsl.component(base_image=settings.CPU_IMAGE, install_kfp_package=False)
+def tune_op(dataset: Input[Dataset], algorithm: str, max_trials: int, epochs: int, seed: int, state_dir: str,
+            hyperparameters: Output[Artifact], metrics: Output[Metrics], report: Output[Markdown]):
+    """Write <hyperparameters>/best_hyperparameters.json (what train_op reads), metrics and a trials table.
+
+    algorithm '' / max_trials 0 / epochs 0 take the search space's values. state_dir '' keeps the tuner
+    state in the pod; a path on a volume (e.g. a PVC) makes a retried or re-run step resume the search.
+    """
+    import os
+    import shutil
+    import tempfile
+
+    from imgclf.steps.tune import tune
+
+    work = state_dir or tempfile.mkdtemp(prefix="tune-")
+    result = tune(dataset.path, work, algorithm=algorithm or None, max_trials=max_trials or None,
+                  epochs=epochs or None, seed=seed)
+    os.makedirs(hyperparameters.path, exist_ok=True)
+    shutil.copyfile(os.path.join(work, "best_hyperparameters.json"),
+                    os.path.join(hyperparameters.path, "best_hyperparameters.json"))
+    shutil.copyfile(os.path.join(work, "trials.md"), report.path)
+    hyperparameters.metadata.update({**result["best_hyperparameters"], "source": f"keras-tuner {result['algorithm']}"})
+    for key, value in result.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            metrics.log_metric(key, value)

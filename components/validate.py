@@ -1,0 +1,22 @@
+"""KFP component: statistics, schema, anomalies and an HTML report (imgclf.steps.validate)."""
+
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Dataset, Input, Output
+
+from imgclf import settings
+
+
+@dsl.component(base_image=settings.CPU_IMAGE, install_kfp_package=False)
+def validate_op(dataset: Input[Dataset], schema_uri: str, statistics: Output[Artifact], report: Output[HTML]):
+    """Fail the run on data anomalies; schema_uri '' infers the schema from the train split."""
+    import os
+    import shutil
+
+    from imgclf.steps.validate import validate
+
+    try:
+        result = validate(dataset.path, statistics.path, schema_uri or None)
+    finally:
+        if os.path.exists(os.path.join(statistics.path, "report.html")):
+            shutil.copyfile(os.path.join(statistics.path, "report.html"), report.path)
+    statistics.metadata["anomalies"] = len(result["anomalies"])

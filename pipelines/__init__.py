@@ -1,0 +1,1 @@
+"""The pipeline DAG (wiring only), its compiler entry point and the local runner."""

@@ -1,0 +1,115 @@
+"""Run the training pipeline on this machine with kfp's local runner (no cluster).
+
+Usage: python -m pipelines.local_runner [--epochs 3] [--param name=value ...]
+Each step runs as a subprocess in the current Python environment
+(SubprocessRunner(use_venv=False)); artifacts go under runs/local_outputs/ and
+blessed models are pushed to runs/serving/<model>/<version>/. Ends by printing
+the test accuracy, the blessing decision and where the pushed model is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from imgclf import settings, storage, versions
+from imgclf.errors import UserError, run_cli
+
+PIPELINE_ROOT = settings.LOCAL_RUNS_DIR / "local_outputs"
+
+
+def _parse_params(pairs: list[str], declared: dict) -> dict:
+    """--param name=value pairs, typed by the pipeline's declared parameter types."""
+    out = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        if not sep:
+            raise UserError(f"--param {pair!r}: expected name=value")
+        if name not in declared:
+            raise UserError(f"--param {name}: not a pipeline parameter (known: {', '.join(sorted(declared))})")
+        kind = declared[name]
+        try:
+            out[name] = {"Integer": int, "Double": float, "Boolean": lambda v: v.lower() in ("1", "true", "yes")}.get(
+                kind, str)(raw)
+        except ValueError:
+            raise UserError(f"--param {name}={raw!r}: not a valid {kind}") from None
+    return out
+
+
+def _newest_run_dir(before: set[str]) -> Path | None:
+    runs = [p for p in PIPELINE_ROOT.iterdir() if p.is_dir() and p.name not in before] if PIPELINE_ROOT.exists() else []
+    return max(runs, key=lambda p: p.stat().st_mtime, default=None)
+
+
+def run_local(params: dict, pipeline_root: Path = PIPELINE_ROOT) -> dict:
+    """Run the CPU pipeline locally with params; returns a summary read from the run's artifacts."""
+    from kfp import local
+
+    from pipelines.training_pipeline import build_pipeline
+
+    pipeline_root.mkdir(parents=True, exist_ok=True)
+    before = {p.name for p in pipeline_root.iterdir()}
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
+               raise_on_error=True)
+    base = versions.model_base(params["push_base"], params["model_name"])
+    pushed_before = versions.servable_versions(base)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        # Our image name does not contain "python"; locally the step runs in this venv anyway.
+        warnings.filterwarnings("ignore", message=".*non-Python base image.*")
+        try:
+            build_pipeline(gpu=False)(**params)
+        except RuntimeError as exc:
+            raise UserError(f"local pipeline run failed: {str(exc).splitlines()[0]}") from None
+    seconds = time.perf_counter() - start
+    run_dir = _newest_run_dir(before)
+    blessing_files = sorted(run_dir.glob("*/evaluation/blessing.json")) if run_dir else []
+    blessing = json.loads(blessing_files[0].read_text()) if blessing_files else {}
+    pushed_after = versions.servable_versions(base)
+    new = sorted(set(pushed_after) - set(pushed_before))
+    return {
+        "seconds": round(seconds, 1),
+        "run_dir": str(run_dir) if run_dir else None,
+        "test_accuracy": blessing.get("accuracy"),
+        "blessed": blessing.get("blessed"),
+        "reasons": blessing.get("reasons", []),
+        "pushed_version": new[-1] if new else None,
+        "pushed_uri": base.child(str(new[-1])).uri() if new else None,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pipelines.training_pipeline import build_pipeline
+
+    declared = {name: spec.type for name, spec in build_pipeline().component_spec.inputs.items()}
+    parser = argparse.ArgumentParser(prog="python -m pipelines.local_runner", description=__doc__.splitlines()[0])
+    parser.add_argument("--data-uri", default=settings.DEFAULT_DATA_URI)
+    parser.add_argument("--epochs", type=int, default=settings.TRAIN.epochs)
+    parser.add_argument("--push-base", default=settings.DEFAULT_PUSH_BASE)
+    parser.add_argument("--model-name", default=settings.MODEL_NAME)
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help=f"any pipeline parameter: {', '.join(sorted(declared))}")
+    args = parser.parse_args(argv)
+    params = {"data_uri": args.data_uri, "epochs": args.epochs, "push_base": args.push_base,
+              "model_name": args.model_name, **_parse_params(args.param, declared)}
+    storage.parse_uri(params["push_base"])  # fail fast on a bad scheme
+    summary = run_local(params)
+    print("\n=== imgclf local run ===")
+    print(f"wall time      {summary['seconds']} s   (artifacts: {summary['run_dir']})")
+    if summary["test_accuracy"] is not None:
+        print(f"test accuracy  {summary['test_accuracy']:.4f}")
+    print(f"blessed        {summary['blessed']}  ({'; '.join(summary['reasons'])})")
+    if summary["pushed_uri"]:
+        print(f"pushed         version {summary['pushed_version']} -> {summary['pushed_uri']}")
+    else:
+        print("pushed         nothing (model not blessed)")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))

@@ -1,0 +1,69 @@
+"""The training DAG: ingest -> validate -> hyperparameters -> train -> evaluate -> push (if blessed).
+
+Wiring only: every step's logic lives in imgclf.steps, every default in
+imgclf.settings. `build_pipeline(gpu)` returns the CPU or the GPU variant; they
+differ only in the cluster layer (pipelines/platform.py), which kfp's local
+runner ignores.
+"""
+
+
+from kfp import dsl
+
+from components.evaluate import evaluate_op
+from components.hyperparameters import default_hyperparameters_op
+from components.ingest import ingest_op
+from components.push import push_op
+from components.train import train_op
+from components.validate import validate_op
+from imgclf import settings
+from pipelines.platform import apply_platform
+
+T, I, E = settings.TRAIN, settings.INGEST, settings.EVALUATE
+
+
+def build_pipeline(gpu: bool = False):
+    """The pipeline function; gpu=True puts train on a GPU node (accelerator, selector, toleration)."""
+
+    @dsl.pipeline(name=settings.PIPELINE_NAME + ("-gpu" if gpu else ""),
+                  description="Ingest, validate, train, evaluate and push an image classifier (imgclf).")
+    def training_pipeline(
+        data_uri: str = settings.DEFAULT_DATA_URI,
+        eval_fraction: float = I.eval_fraction,
+        seed: int = T.seed,
+        max_train_examples: int = I.max_train_examples,
+        max_test_examples: int = I.max_test_examples,
+        schema_uri: str = "",
+        conv1_filters: int = T.conv1_filters,
+        conv2_filters: int = T.conv2_filters,
+        kernel_size: int = T.kernel_size,
+        dense_units: int = T.dense_units,
+        dropout: float = T.dropout,
+        learning_rate: float = T.learning_rate,
+        batch_size: int = T.batch_size,
+        epochs: int = T.epochs,
+        accuracy_threshold: float = E.accuracy_threshold,
+        change_tolerance: float = E.change_tolerance,
+        push_base: str = settings.SERVING_STORAGE_URI,
+        model_name: str = settings.MODEL_NAME,
+    ):
+        def step(task, name):
+            return apply_platform(task.set_display_name(name), name, gpu=gpu)
+
+        ingest = step(ingest_op(data_uri=data_uri, eval_fraction=eval_fraction, seed=seed,
+                                max_train_examples=max_train_examples, max_test_examples=max_test_examples), "ingest")
+        dataset = ingest.outputs["dataset"]
+        validate = step(validate_op(dataset=dataset, schema_uri=schema_uri), "validate")
+        hparams = default_hyperparameters_op(
+            conv1_filters=conv1_filters, conv2_filters=conv2_filters, kernel_size=kernel_size,
+            dense_units=dense_units, dropout=dropout, learning_rate=learning_rate, batch_size=batch_size)
+        hparams = step(hparams, "hyperparameters").after(validate)
+        train = step(train_op(dataset=dataset, hyperparameters=hparams.outputs["hyperparameters"],
+                              epochs=epochs, seed=seed), "train").after(validate)
+        evaluate = step(evaluate_op(dataset=dataset, model=train.outputs["model"], push_base=push_base,
+                                    model_name=model_name, accuracy_threshold=accuracy_threshold,
+                                    change_tolerance=change_tolerance), "evaluate")
+        with dsl.If(evaluate.outputs["Output"] == True, name="blessed"):  # noqa: E712 (KFP condition)
+            step(push_op(model=train.outputs["model"], evaluation=evaluate.outputs["evaluation"],
+                         push_base=push_base, model_name=model_name), "push")
+
+    return training_pipeline

@@ -1,0 +1,131 @@
+"""Evaluate: score the exported SavedModel on the full test split and decide the blessing.
+
+Metrics: accuracy, loss (mean cross-entropy), per-class precision / recall / F1,
+confusion matrix (rows = true class, columns = predicted). Blessing, as TFX's
+Evaluator does it: accuracy >= a value threshold AND, when a model is already
+pushed under `<base>/<model>/`, accuracy not worse than that model's accuracy on
+the same test split by more than a change tolerance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from imgclf import datasets, settings, storage, versions
+from imgclf.errors import UserError, run_cli
+
+BATCH = 1000
+
+
+def predict_probabilities(saved_model_dir: str | Path, images: np.ndarray) -> np.ndarray:
+    """Class probabilities [N, classes] from an exported SavedModel, in batches."""
+    from imgclf.export import load_serving_fn
+
+    if not (Path(saved_model_dir) / versions.SAVED_MODEL_PB).is_file():
+        raise UserError(f"{saved_model_dir}: no {versions.SAVED_MODEL_PB} (not an exported SavedModel)")
+    predict = load_serving_fn(saved_model_dir)
+    return np.concatenate([predict(images[i:i + BATCH]) for i in range(0, len(images), BATCH)])
+
+
+def classification_metrics(probs: np.ndarray, labels: np.ndarray, num_classes: int = settings.NUM_CLASSES) -> dict:
+    """Accuracy, loss, confusion matrix and per-class precision/recall/F1 from probabilities."""
+    labels = labels.astype(np.int64)
+    pred = probs.argmax(axis=1)
+    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(confusion, (labels, pred), 1)
+    true_pos = np.diag(confusion).astype(float)
+    predicted = confusion.sum(axis=0)
+    actual = confusion.sum(axis=1)
+    precision = np.divide(true_pos, predicted, out=np.zeros(num_classes), where=predicted > 0)
+    recall = np.divide(true_pos, actual, out=np.zeros(num_classes), where=actual > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(num_classes),
+                   where=(precision + recall) > 0)
+    picked = np.clip(probs[np.arange(len(labels)), labels], 1e-7, 1.0)
+    names = settings.CLASS_NAMES
+    return {
+        "examples": int(len(labels)),
+        "accuracy": float((pred == labels).mean()),
+        "loss": float(-np.log(picked).mean()),
+        "confusion_matrix": confusion.tolist(),
+        "per_class": {names[c]: {"precision": float(precision[c]), "recall": float(recall[c]), "f1": float(f1[c]),
+                                 "support": int(actual[c])} for c in range(num_classes)},
+    }
+
+
+def bless(accuracy: float, threshold: float, baseline_accuracy: float | None, tolerance: float) -> tuple[bool, list[str]]:
+    """The blessing rule; returns (blessed, reasons) where reasons explain every check."""
+    reasons = []
+    ok = accuracy >= threshold
+    reasons.append(f"accuracy {accuracy:.4f} {'>=' if ok else '<'} threshold {threshold:.4f}")
+    if baseline_accuracy is not None:
+        floor = baseline_accuracy - tolerance
+        better = accuracy >= floor
+        reasons.append(f"accuracy {accuracy:.4f} {'>=' if better else '<'} pushed model's {baseline_accuracy:.4f} "
+                       f"- tolerance {tolerance:.4f}")
+        ok = ok and better
+    else:
+        reasons.append("no pushed model to compare with")
+    return ok, reasons
+
+
+def evaluate(dataset_dir: str, model_dir: str, output_dir: str, push_base: str = settings.DEFAULT_PUSH_BASE,
+             model_name: str = settings.MODEL_NAME, accuracy_threshold: float = settings.EVALUATE.accuracy_threshold,
+             change_tolerance: float = settings.EVALUATE.change_tolerance) -> dict:
+    """Evaluate model_dir/saved_model on the test split; write evaluation.json and blessing.json to output_dir."""
+    images, labels = datasets.load_split(dataset_dir, "test")
+    if len(labels) == 0:
+        raise UserError(f"{dataset_dir}: test split is empty")
+    saved_model = Path(model_dir) / "saved_model"
+    metrics = classification_metrics(predict_probabilities(saved_model, images), labels)
+
+    baseline = None
+    latest = versions.latest_servable(versions.model_base(push_base, model_name))
+    if latest is not None:
+        version, uri = latest
+        local, tmp = storage.local_copy(uri)
+        try:
+            base_metrics = classification_metrics(predict_probabilities(local, images), labels)
+        finally:
+            if tmp is not None:
+                tmp.cleanup()
+        baseline = {"version": version, "uri": uri, "accuracy": base_metrics["accuracy"],
+                    "loss": base_metrics["loss"]}
+
+    blessed, reasons = bless(metrics["accuracy"], accuracy_threshold,
+                             baseline["accuracy"] if baseline else None, change_tolerance)
+    blessing = {"blessed": blessed, "reasons": reasons, "accuracy": metrics["accuracy"],
+                "accuracy_threshold": accuracy_threshold, "change_tolerance": change_tolerance, "baseline": baseline}
+    out = Path(output_dir)
+    storage.atomic_write_text(out / "evaluation.json", json.dumps(metrics, indent=2))
+    storage.atomic_write_text(out / "blessing.json", json.dumps(blessing, indent=2))
+    return {"metrics": metrics, "blessing": blessing}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="imgclf-evaluate", description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", required=True, help="dataset directory written by imgclf-ingest")
+    parser.add_argument("--model", required=True, help="model directory written by imgclf-train")
+    parser.add_argument("--output", required=True, help="directory for evaluation.json and blessing.json")
+    parser.add_argument("--push-base", default=settings.DEFAULT_PUSH_BASE,
+                        help="where pushed models live (to compare with the latest); local path or gs://")
+    parser.add_argument("--model-name", default=settings.MODEL_NAME)
+    parser.add_argument("--accuracy-threshold", type=float, default=settings.EVALUATE.accuracy_threshold)
+    parser.add_argument("--change-tolerance", type=float, default=settings.EVALUATE.change_tolerance)
+    args = parser.parse_args(argv)
+    result = evaluate(args.dataset, args.model, args.output, args.push_base, args.model_name,
+                      args.accuracy_threshold, args.change_tolerance)
+    b = result["blessing"]
+    print(f"test accuracy {result['metrics']['accuracy']:.4f}; blessed={b['blessed']} ({'; '.join(b['reasons'])})")
+    return 0
+
+
+def cli() -> None:
+    raise SystemExit(run_cli(main))
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,121 @@
+"""Push: copy a blessed model's SavedModel to `<base>/<model>/<next integer version>/`.
+
+Only a model whose blessing says blessed=true is pushed. The new version never
+appears half-written:
+  local   the SavedModel is copied to `<base>/<model>/.tmp-<id>/` and renamed
+          to `<version>` in one rename (retrying with the next number if another
+          push took it meanwhile);
+  gs://   files are uploaded to `<base>/<model>/.staging-<id>/`, then copied
+          server-side into `<version>/` with saved_model.pb LAST, and the staging
+          prefix deleted. TF Serving and KServe ignore non-numeric directories,
+          and a version without saved_model.pb is not servable, so an interrupted
+          push is never loaded; the next push skips the taken number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+from imgclf import settings, storage, versions
+from imgclf.errors import UserError, run_cli
+
+MAX_RENAME_RETRIES = 20
+
+
+def read_blessing(path: str | Path) -> dict:
+    try:
+        blessing = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such blessing file") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: invalid JSON ({exc})") from None
+    if not isinstance(blessing.get("blessed"), bool):
+        raise UserError(f"{path}: field 'blessed' must be true or false")
+    return blessing
+
+
+def _saved_model_dir(model_dir: str | Path) -> Path:
+    model_dir = Path(model_dir)
+    for candidate in (model_dir / "saved_model", model_dir):
+        if (candidate / versions.SAVED_MODEL_PB).is_file():
+            return candidate
+    raise UserError(f"{model_dir}: no SavedModel (expected saved_model/{versions.SAVED_MODEL_PB})")
+
+
+def _push_local(src: Path, base: storage.Location) -> int:
+    root = Path(base.path)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".tmp-{uuid.uuid4().hex}"
+    shutil.copytree(src, tmp)
+    try:
+        for _ in range(MAX_RENAME_RETRIES):
+            version = max(versions.taken_versions(base), default=0) + 1
+            try:
+                os.rename(tmp, root / str(version))  # atomic; fails if the target exists
+                return version
+            except OSError:
+                continue
+        raise UserError(f"{root}: could not claim a new version after {MAX_RENAME_RETRIES} tries")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _push_gcs(src: Path, base: storage.Location) -> int:
+    client = storage.gcs_client()
+    bucket = client.bucket(base.bucket)
+    staging = base.child(f".staging-{uuid.uuid4().hex}")
+    files = sorted(p for p in src.rglob("*") if p.is_file())
+    # saved_model.pb goes last everywhere, so its presence means "complete".
+    files.sort(key=lambda p: p.relative_to(src).as_posix() == versions.SAVED_MODEL_PB)
+    try:
+        for path in files:
+            bucket.blob(staging.child(path.relative_to(src).as_posix()).path).upload_from_filename(str(path))
+        version = max(versions.taken_versions(base), default=0) + 1
+        final = base.child(str(version))
+        for path in files:
+            rel = path.relative_to(src).as_posix()
+            bucket.copy_blob(bucket.blob(staging.child(rel).path), bucket, final.child(rel).path)
+        return version
+    finally:
+        for blob in client.list_blobs(base.bucket, prefix=staging.path + "/"):
+            blob.delete()
+
+
+def push(model_dir: str, blessing_path: str, push_base: str = settings.DEFAULT_PUSH_BASE,
+         model_name: str = settings.MODEL_NAME) -> dict:
+    """Push a blessed model; returns {"version", "uri", "pushed_at"}. UserError when not blessed."""
+    blessing = read_blessing(blessing_path)
+    if not blessing["blessed"]:
+        reasons = "; ".join(blessing.get("reasons", [])) or "no reason recorded"
+        raise UserError(f"{blessing_path}: model is not blessed ({reasons}); refusing to push")
+    src = _saved_model_dir(model_dir)
+    base = versions.model_base(push_base, model_name)
+    version = _push_gcs(src, base) if base.is_gcs else _push_local(src, base)
+    return {"version": version, "uri": base.child(str(version)).uri(),
+            "pushed_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="imgclf-push", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="model directory written by imgclf-train")
+    parser.add_argument("--blessing", required=True, help="blessing.json written by imgclf-evaluate")
+    parser.add_argument("--push-base", default=settings.DEFAULT_PUSH_BASE, help="local directory or gs://bucket/prefix")
+    parser.add_argument("--model-name", default=settings.MODEL_NAME)
+    args = parser.parse_args(argv)
+    result = push(args.model, args.blessing, args.push_base, args.model_name)
+    print(f"pushed version {result['version']} to {result['uri']}")
+    return 0
+
+
+def cli() -> None:
+    raise SystemExit(run_cli(main))
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,41 @@
+"""The TF Serving model layout: `<base>/<model name>/<integer version>/saved_model.pb`.
+
+Helpers shared by evaluate (find the currently pushed model), push (pick the
+next version) and the local server (serve the latest). Works for local paths
+and gs:// URIs. A version directory counts as *servable* only once its
+saved_model.pb exists; push writes that file last, so a half-copied version
+is never servable. Any numeric name, servable or not, is *taken*.
+"""
+
+from __future__ import annotations
+
+from imgclf import storage
+
+SAVED_MODEL_PB = "saved_model.pb"
+
+
+def model_base(push_base: str, model_name: str) -> storage.Location:
+    if not model_name or "/" in model_name or model_name.startswith("."):
+        from imgclf.errors import UserError
+
+        raise UserError(f"model name {model_name!r}: must be a non-empty name without '/' or a leading dot")
+    return storage.parse_uri(push_base).child(model_name)
+
+
+def taken_versions(base: storage.Location) -> list[int]:
+    """All numeric version names under a model base (sorted), whether complete or not."""
+    return sorted(int(name) for name in storage.list_children(base.uri()) if name.isdigit())
+
+
+def servable_versions(base: storage.Location) -> list[int]:
+    """Versions under a model base whose saved_model.pb exists (sorted ascending)."""
+    return [v for v in taken_versions(base)
+            if SAVED_MODEL_PB in storage.list_children(base.child(str(v)).uri())]
+
+
+def latest_servable(base: storage.Location) -> tuple[int, str] | None:
+    """(version, uri) of the newest servable version under a model base, or None when nothing is pushed."""
+    found = servable_versions(base)
+    if not found:
+        return None
+    return found[-1], base.child(str(found[-1])).uri()

@@ -1,0 +1,67 @@
+"""Shared fixtures: small slices of the real Fashion-MNIST data and a tiny trained model.
+
+The data comes from the Debian package dataset-fashion-mnist (`make test`
+installs it). Session-scoped fixtures are built once and must not be modified.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from imgclf import settings  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def fmnist_dir() -> str:
+    path = Path(settings.DEFAULT_DATA_URI)
+    if not (path / "train-images-idx3-ubyte.gz").is_file():
+        pytest.fail(f"{path}: Fashion-MNIST missing; run `make data` (Debian package {settings.DEBIAN_DATA_PACKAGE})")
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def small_dataset(tmp_path_factory, fmnist_dir) -> str:
+    """An ingested dataset: 2,000 train examples (1,600 train / 400 eval) and 500 test examples."""
+    from imgclf.steps.ingest import ingest
+
+    out = tmp_path_factory.mktemp("data") / "dataset"
+    ingest(fmnist_dir, str(out), max_train_examples=2000, max_test_examples=500)
+    return str(out)
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory, small_dataset) -> str:
+    """A model directory (saved_model/, model.keras, ...) trained 2 epochs on small_dataset."""
+    from imgclf.model import HyperParams
+    from imgclf.steps.train import train
+
+    out = tmp_path_factory.mktemp("model") / "model"
+    train(small_dataset, str(out), HyperParams(epochs=2, batch_size=64), seed=1)
+    return str(out)
+
+
+def write_idx(path: Path, array: np.ndarray, magic: int, compress: bool = True) -> Path:
+    """Write an IDX file (gzipped when compress) for test inputs."""
+    data = struct.pack(">I", magic) + struct.pack(f">{array.ndim}I", *array.shape) + array.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(data) if compress else data)
+    return path
+
+
+@pytest.fixture
+def idx_dir(tmp_path) -> Path:
+    """A raw (not gzipped) MNIST-format directory with 300 train and 100 test examples of random pixels."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "idx"
+    root.mkdir()
+    for prefix, n in (("train", 300), ("t10k", 100)):
+        write_idx(root / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)), 0x803, compress=False)
+        write_idx(root / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10, 0x801, compress=False)
+    return root

@@ -1,0 +1,68 @@
+"""The pipeline: committed YAML is current and valid; the whole DAG runs locally end to end."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from imgclf import settings, versions
+from pipelines import compile as compile_mod
+
+
+def test_committed_pipeline_yaml_is_current_and_deterministic(tmp_path):
+    first = compile_mod.compile_all(tmp_path)
+    again = compile_mod.compile_all(tmp_path / ".." / tmp_path.name)
+    for path in first:
+        committed = settings.PIPELINE_DIR / path.name
+        assert committed.is_file(), f"{committed} missing: run `make compile` and commit it"
+        assert path.read_bytes() == committed.read_bytes(), f"{committed.name} is stale: run `make compile`"
+    assert [p.read_bytes() for p in first] == [p.read_bytes() for p in again]
+
+
+def test_compiled_yaml_loads_and_has_the_dag():
+    from kfp import components
+
+    for path in (settings.PIPELINE_YAML, settings.PIPELINE_GPU_YAML):
+        component = components.load_component_from_file(str(path))
+        assert component.component_spec.inputs["epochs"].default == settings.TRAIN.epochs
+        spec = yaml.safe_load(path.read_text().split("\n---\n")[0])
+        assert spec["schemaVersion"] == "2.1.0"
+        executors = spec["deploymentSpec"]["executors"]
+        assert {"exec-ingest-op", "exec-validate-op", "exec-train-op", "exec-evaluate-op", "exec-push-op"} <= set(executors)
+        for executor in executors.values():
+            container = executor["container"]
+            assert container["image"] in (settings.CPU_IMAGE, settings.GPU_IMAGE)
+            script = " ".join(container["command"])
+            assert "pip install" not in script, "components must not pip install at run time"
+
+
+def test_local_pipeline_end_to_end_pushes_only_blessed(tmp_path, monkeypatch, fmnist_dir):
+    from pipelines import local_runner
+
+    monkeypatch.setattr(local_runner, "PIPELINE_ROOT", tmp_path / "outputs")
+    base = str(tmp_path / "serving")
+    params = {"data_uri": fmnist_dir, "max_train_examples": 1500, "max_test_examples": 300, "epochs": 1,
+              "batch_size": 64, "push_base": base, "model_name": "fm", "accuracy_threshold": 0.5}
+    first = local_runner.run_local(params, tmp_path / "outputs")
+    assert first["blessed"] is True and first["pushed_version"] == 1, first
+    assert 0.5 <= first["test_accuracy"] <= 1.0
+    assert versions.servable_versions(versions.model_base(base, "fm")) == [1]
+    run_dir = tmp_path / "outputs" / first["run_dir"].rsplit("/", 1)[-1]
+    report = next(run_dir.glob("validate-op/report"))
+    assert "No anomalies" in report.read_text()
+    evaluation = json.loads(next(run_dir.glob("evaluate-op/evaluation/evaluation.json")).read_text())
+    assert evaluation["examples"] == 300
+    # Second run: an impossible threshold -> not blessed -> push skipped, still only version 1.
+    second = local_runner.run_local({**params, "accuracy_threshold": 0.999}, tmp_path / "outputs")
+    assert second["blessed"] is False and second["pushed_version"] is None
+    assert versions.servable_versions(versions.model_base(base, "fm")) == [1]
+
+
+def test_local_runner_rejects_unknown_parameter(capsys):
+    from imgclf.errors import run_cli
+    from pipelines import local_runner
+
+    assert run_cli(local_runner.main, ["--param", "epochz=3"]) == 2
+    assert "epochz: not a pipeline parameter" in capsys.readouterr().err

@@ -1,0 +1,101 @@
+"""Train, evaluate and push on real data: model contract, metrics, blessing and versioned push."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imgclf import datasets
+from imgclf.errors import UserError
+from imgclf.model import HyperParams
+from imgclf.steps import evaluate as evaluate_step
+from imgclf.steps import push as push_step
+
+
+def test_trained_model_directory_and_serving_signature(trained_model, small_dataset):
+    import tensorflow as tf
+
+    root = Path(trained_model)
+    assert (root / "saved_model" / "saved_model.pb").is_file() and (root / "model.keras").is_file()
+    history = json.loads((root / "history.json").read_text())
+    assert len(history["val_accuracy"]) == 2 and history["val_accuracy"][-1] > 0.5
+    x, y = datasets.load_split(small_dataset, "test")
+    loaded = tf.saved_model.load(str(root / "saved_model"))
+    assert set(loaded.signatures) == {"serving_default", "serving_uint8"}
+    as_float = loaded.serving_default(x[:8].astype(np.float32))
+    as_uint8 = loaded.serving_uint8(x[:8, :, :, None])
+    np.testing.assert_allclose(as_float["probabilities"].numpy(), as_uint8["probabilities"].numpy(), atol=1e-5)
+    np.testing.assert_allclose(as_float["probabilities"].numpy().sum(axis=1), 1.0, atol=1e-4)
+    assert (as_float["class_id"].numpy() == as_float["probabilities"].numpy().argmax(axis=1)).all()
+
+
+def test_metrics_match_a_hand_computation():
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.6, 0.3, 0.1], [0.2, 0.2, 0.6]])
+    labels = np.array([0, 1, 1, 2])
+    m = evaluate_step.classification_metrics(probs, labels, num_classes=3)
+    assert m["accuracy"] == 0.75
+    assert m["confusion_matrix"] == [[1, 0, 0], [1, 1, 0], [0, 0, 1]]
+    assert m["loss"] == pytest.approx(-np.mean(np.log([0.7, 0.8, 0.3, 0.6])))
+    first = next(iter(m["per_class"].values()))
+    assert first["precision"] == 0.5 and first["recall"] == 1.0
+
+
+@pytest.mark.parametrize("acc, threshold, baseline, tol, expected", [
+    (0.90, 0.85, None, 0.01, True),
+    (0.80, 0.85, None, 0.01, False),
+    (0.90, 0.85, 0.905, 0.01, True),   # slightly worse, within tolerance
+    (0.90, 0.85, 0.92, 0.01, False),   # worse than the pushed model by more than the tolerance
+])
+def test_blessing_rule(acc, threshold, baseline, tol, expected):
+    blessed, reasons = evaluate_step.bless(acc, threshold, baseline, tol)
+    assert blessed is expected and len(reasons) == 2
+
+
+def test_evaluate_then_push_versions(trained_model, small_dataset, tmp_path):
+    base = tmp_path / "serving"
+    first = evaluate_step.evaluate(small_dataset, trained_model, str(tmp_path / "e1"), str(base), "m", 0.5, 0.01)
+    x, y = datasets.load_split(small_dataset, "test")
+    assert first["metrics"]["examples"] == len(y) == 500
+    assert first["blessing"]["blessed"] and first["blessing"]["baseline"] is None
+    assert sum(map(sum, first["metrics"]["confusion_matrix"])) == 500
+    v1 = push_step.push(trained_model, str(tmp_path / "e1" / "blessing.json"), str(base), "m")
+    assert v1["version"] == 1 and (base / "m" / "1" / "saved_model.pb").is_file()
+    # Second round compares with version 1 (same model: same accuracy, blessed) and pushes version 2.
+    second = evaluate_step.evaluate(small_dataset, trained_model, str(tmp_path / "e2"), str(base), "m", 0.5, 0.01)
+    assert second["blessing"]["baseline"]["version"] == 1
+    assert second["blessing"]["baseline"]["accuracy"] == pytest.approx(first["metrics"]["accuracy"])
+    assert push_step.push(trained_model, str(tmp_path / "e2" / "blessing.json"), str(base), "m")["version"] == 2
+    # A left-over temp dir or a half-written numeric dir never becomes "latest"; numbering skips it.
+    (base / "m" / "3").mkdir()
+    assert push_step.push(trained_model, str(tmp_path / "e2" / "blessing.json"), str(base), "m")["version"] == 4
+    assert sorted(p.name for p in (base / "m").iterdir()) == ["1", "2", "3", "4"]
+
+
+def test_unblessed_model_is_not_pushed(trained_model, small_dataset, tmp_path):
+    result = evaluate_step.evaluate(small_dataset, trained_model, str(tmp_path / "e"), str(tmp_path / "s"), "m",
+                                    accuracy_threshold=0.999)
+    assert not result["blessing"]["blessed"]
+    with pytest.raises(UserError, match="not blessed"):
+        push_step.push(trained_model, str(tmp_path / "e" / "blessing.json"), str(tmp_path / "s"), "m")
+    assert not (tmp_path / "s" / "m").exists()
+
+
+def test_hyperparameters_are_checked():
+    with pytest.raises(UserError, match="dropout=1.5"):
+        HyperParams(dropout=1.5)
+    with pytest.raises(UserError, match="unknown hyperparameter"):
+        HyperParams.from_dict({"units": 3})
+    assert HyperParams.from_dict({"batch_size": "32", "learning_rate": "0.01"}).batch_size == 32
+
+
+def test_train_cli_katib_format_prints_metric_lines(small_dataset, tmp_path, capsys):
+    from imgclf.steps import train as train_step
+
+    train_step.main(["--dataset", small_dataset, "--output", str(tmp_path / "m"), "--epochs", "1",
+                     "--batch-size", "128", "--metrics-format", "katib"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "epoch=1" in lines and any(line.startswith("val_accuracy=") for line in lines)
+    assert all("=" in line and " " not in line for line in lines), lines

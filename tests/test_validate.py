@@ -1,0 +1,68 @@
+"""Validate: statistics and schema on real data; anomalies on damaged datasets."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from imgclf import datasets
+from imgclf.errors import UserError
+from imgclf.steps.validate import validate
+
+
+def _rewrite(src: str, dst, **changes):
+    """Copy dataset src to dst with some splits replaced: changes = {split: (images, labels)}."""
+    meta = datasets.read_metadata(src)
+    splits = {s: changes.get(s) or datasets.load_split(src, s) for s in meta["splits"]}
+    datasets.write_dataset(dst, splits, {"source": meta["source"]})
+    return str(dst)
+
+
+def test_clean_real_data_has_no_anomalies(small_dataset, tmp_path):
+    result = validate(small_dataset, str(tmp_path / "v"))
+    assert result["anomalies"] == []
+    stats = json.loads((tmp_path / "v" / "statistics.json").read_text())
+    x, y = datasets.load_split(small_dataset, "test")
+    assert stats["test"]["count"] == 500
+    assert stats["test"]["pixel_mean"] == pytest.approx(float(x.mean()))
+    assert stats["test"]["label_counts"] == np.bincount(y, minlength=10).tolist()
+    schema = json.loads((tmp_path / "v" / "schema.json").read_text())
+    assert schema["image_shape"] == [28, 28] and schema["labels"] == list(range(10))
+    html = (tmp_path / "v" / "report.html").read_text()
+    assert "No anomalies" in html and "<script" not in html and "http" not in html.split("<body>")[1]
+
+
+def test_missing_class_and_drift_stop_the_pipeline(small_dataset, tmp_path):
+    x, y = datasets.load_split(small_dataset, "test")
+    keep = y != 3  # the test split loses every "Dress"
+    damaged = _rewrite(small_dataset, tmp_path / "d", test=(x[keep], y[keep]))
+    with pytest.raises(UserError) as exc:
+        validate(damaged, str(tmp_path / "v"))
+    message = str(exc.value)
+    assert "split 'test'" in message and "class_imbalance" in message and "\n" not in message
+    kinds = {a["kind"] for a in json.loads((tmp_path / "v" / "anomalies.json").read_text())}
+    assert "class_imbalance" in kinds
+    assert "anomalies" in (tmp_path / "v" / "report.html").read_text()
+
+
+def test_pixel_drift_and_imported_schema(small_dataset, tmp_path):
+    x, y = datasets.load_split(small_dataset, "eval")
+    brighter = np.clip(x.astype(int) + 40, 0, 255).astype(np.uint8)
+    drifted = _rewrite(small_dataset, tmp_path / "d", eval=(brighter, y))
+    result = validate(drifted, str(tmp_path / "v"), fail_on_anomalies=False)
+    assert [a["kind"] for a in result["anomalies"]] == ["pixel_drift"]
+    # An imported schema that expects other labels flags the data as unseen labels.
+    schema = json.loads((tmp_path / "v" / "schema.json").read_text())
+    schema["labels"] = list(range(9))
+    (tmp_path / "schema.json").write_text(json.dumps(schema))
+    with pytest.raises(UserError, match="unseen_label"):
+        validate(small_dataset, str(tmp_path / "v2"), schema_path=str(tmp_path / "schema.json"))
+
+
+def test_empty_split_is_an_anomaly(small_dataset, tmp_path):
+    empty = (np.zeros((0, 28, 28), np.uint8), np.zeros((0,), np.uint8))
+    damaged = _rewrite(small_dataset, tmp_path / "d", eval=empty)
+    with pytest.raises(UserError, match="empty_split"):
+        validate(damaged, str(tmp_path / "v"))
