@@ -87,3 +87,8 @@ def test_cli_help_and_bad_space(tmp_path):
                           str(tmp_path / "o"), "--space", str(bad)], capture_output=True, text=True)
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [f"error: {bad}: parameters: empty list, give at least one parameter"]
+
+
+def test_first_trial_is_the_untuned_baseline(tiny_dataset, tmp_path):
+    result = tune(tiny_dataset, str(tmp_path), max_trials=1, epochs=1, log=lambda _: None)
+    assert result["best_hyperparameters"] == {**HyperParams().to_dict(), "epochs": 1}

@@ -42,6 +42,14 @@ class Parameter:
     def is_integer(self) -> bool:
         return _FIELD_TYPES[self.name] == "int"
 
+    def contains(self, value) -> bool:
+        """Whether value is a point of this parameter's space (on the step grid for int)."""
+        if self.type == "choice":
+            return value in self.values
+        if not self.min <= value <= self.max:
+            return False
+        return self.type == "float" or (value - self.min) % (self.step or 1) == 0
+
     def cast(self, value) -> int | float:
         """A value (number, or the string Katib hands over) as this field's Python type."""
         number = float(value)

@@ -103,7 +103,30 @@ def _make_tuner(space: SearchSpace, algorithm: str, max_trials: int, epochs: int
         return ProgressTuner(_hypermodel(space, epochs, seed), max_epochs=epochs, factor=3, **common)
     if algorithm == "bayesian":
         common["num_initial_points"] = space.budget.initial_random_trials
-    return ProgressTuner(_hypermodel(space, epochs, seed), max_trials=max_trials, **common)
+    tuner = ProgressTuner(_hypermodel(space, epochs, seed), max_trials=max_trials, **common)
+    _start_from_baseline(tuner.oracle, space)
+    return tuner
+
+
+def _start_from_baseline(oracle, space: SearchSpace) -> None:
+    """Make trial 1 the untuned defaults (HyperParams()) when they lie in the space.
+
+    The search then reports the baseline beside its proposals, and its best can only match or beat it
+    on the eval split. Hyperband is left alone: its brackets choose their own first trials.
+    """
+    from imgclf.model import HyperParams
+
+    baseline = {p.name: getattr(HyperParams(), p.name) for p in space.parameters}
+    if not all(p.contains(baseline[p.name]) for p in space.parameters):
+        return
+    populate = oracle.populate_space
+
+    def populate_space(trial_id):
+        if not oracle.trials:
+            return {"status": "RUNNING", "values": dict(baseline)}
+        return populate(trial_id)
+
+    oracle.populate_space = populate_space
 
 
 def _fmt(value) -> str:
