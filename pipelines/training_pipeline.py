@@ -1,4 +1,5 @@
-"""The training DAG: ingest -> validate -> hyperparameters -> train -> evaluate -> push (if blessed).
+"""The training DAG: ingest -> validate -> hyperparameters -> train -> evaluate -> push (if blessed),
+with train -> export_tflite (quantised TFLite models, size and accuracy vs the SavedModel) beside evaluate.
 
 Wiring only: every step's logic lives in imgclf.steps, every default in
 imgclf.settings. `build_pipeline(gpu)` returns the CPU or the GPU variant; they
@@ -10,6 +11,7 @@ runner ignores.
 from kfp import dsl
 
 from components.evaluate import evaluate_op
+from components.export_tflite import export_tflite_op
 from components.hyperparameters import default_hyperparameters_op
 from components.ingest import ingest_op
 from components.push import push_op
@@ -62,6 +64,7 @@ def build_pipeline(gpu: bool = False):
         evaluate = step(evaluate_op(dataset=dataset, model=train.outputs["model"], push_base=push_base,
                                     model_name=model_name, accuracy_threshold=accuracy_threshold,
                                     change_tolerance=change_tolerance), "evaluate")
+        step(export_tflite_op(dataset=dataset, model=train.outputs["model"]), "export_tflite")
         with dsl.If(evaluate.outputs["Output"] == True, name="blessed"):  # noqa: E712 (KFP condition)
             step(push_op(model=train.outputs["model"], evaluation=evaluate.outputs["evaluation"],
                          push_base=push_base, model_name=model_name), "push")

@@ -30,7 +30,8 @@ def test_compiled_yaml_loads_and_has_the_dag():
         spec = yaml.safe_load(path.read_text().split("\n---\n")[0])
         assert spec["schemaVersion"] == "2.1.0"
         executors = spec["deploymentSpec"]["executors"]
-        assert {"exec-ingest-op", "exec-validate-op", "exec-train-op", "exec-evaluate-op", "exec-push-op"} <= set(executors)
+        assert {"exec-ingest-op", "exec-validate-op", "exec-train-op", "exec-evaluate-op", "exec-push-op",
+                "exec-export-tflite-op"} <= set(executors)
         for executor in executors.values():
             container = executor["container"]
             assert container["image"] in (settings.CPU_IMAGE, settings.GPU_IMAGE)
@@ -54,6 +55,8 @@ def test_local_pipeline_end_to_end_pushes_only_blessed(tmp_path, monkeypatch, fm
     assert "No anomalies" in report.read_text()
     evaluation = json.loads(next(run_dir.glob("evaluate-op/evaluation/evaluation.json")).read_text())
     assert evaluation["examples"] == 300
+    tflite = json.loads(next(run_dir.glob("export-tflite-op/tflite/tflite_report.json")).read_text())
+    assert tflite["test_examples"] == 300 and (run_dir / "export-tflite-op/tflite/model_int8.tflite").is_file()
     # Second run: an impossible threshold -> not blessed -> push skipped, still only version 1.
     second = local_runner.run_local({**params, "accuracy_threshold": 0.999}, tmp_path / "outputs")
     assert second["blessed"] is False and second["pushed_version"] is None
