@@ -17,7 +17,7 @@ from kfp.dsl import PipelineTask
 
 from imgclf import settings
 
-STEPS = ("ingest", "validate", "hyperparameters", "tune", "katib_tune", "train", "evaluate", "export_tflite", "push")
+STEPS = ("ingest", "validate", "label_audit", "hyperparameters", "tune", "katib_tune", "train", "evaluate", "export_tflite", "push")
 # Steps that get the larger CPU/memory limits and, with gpu=True, a GPU.
 HEAVY_STEPS = ("tune", "train")
 # Never cache: ingest reads a mutable URI; push has a side effect (a new served version).

@@ -1,4 +1,5 @@
 """The training DAG: ingest -> validate -> hyperparameters -> train -> evaluate -> push (if blessed),
+with ingest -> label_audit (confident-learning report on the train labels) beside validate and
 with train -> export_tflite (quantised TFLite models, size and accuracy vs the SavedModel) beside evaluate.
 
 Wiring only: every step's logic lives in imgclf.steps, every default in
@@ -14,6 +15,7 @@ from components.evaluate import evaluate_op
 from components.export_tflite import export_tflite_op
 from components.hyperparameters import default_hyperparameters_op
 from components.ingest import ingest_op
+from components.label_audit import label_audit_op
 from components.push import push_op
 from components.train import train_op
 from components.validate import validate_op
@@ -35,6 +37,7 @@ def build_pipeline(gpu: bool = False):
         max_train_examples: int = I.max_train_examples,
         max_test_examples: int = I.max_test_examples,
         schema_uri: str = "",
+        label_audit_examples: int = 5000,
         conv1_filters: int = T.conv1_filters,
         conv2_filters: int = T.conv2_filters,
         kernel_size: int = T.kernel_size,
@@ -55,6 +58,7 @@ def build_pipeline(gpu: bool = False):
                                 max_train_examples=max_train_examples, max_test_examples=max_test_examples), "ingest")
         dataset = ingest.outputs["dataset"]
         validate = step(validate_op(dataset=dataset, schema_uri=schema_uri), "validate")
+        step(label_audit_op(dataset=dataset, max_examples=label_audit_examples, seed=seed), "label_audit")
         hparams = default_hyperparameters_op(
             conv1_filters=conv1_filters, conv2_filters=conv2_filters, kernel_size=kernel_size,
             dense_units=dense_units, dropout=dropout, learning_rate=learning_rate, batch_size=batch_size)

@@ -55,6 +55,8 @@ def test_local_pipeline_end_to_end_pushes_only_blessed(tmp_path, monkeypatch, fm
     assert "No anomalies" in report.read_text()
     evaluation = json.loads(next(run_dir.glob("evaluate-op/evaluation/evaluation.json")).read_text())
     assert evaluation["examples"] == 300
+    audit = json.loads(next(run_dir.glob("label-audit-op/issues/label_issues.json")).read_text())
+    assert audit["audited"] == 1200 and audit["issues"] == len(audit["suspects"])
     tflite = json.loads(next(run_dir.glob("export-tflite-op/tflite/tflite_report.json")).read_text())
     assert tflite["test_examples"] == 300 and (run_dir / "export-tflite-op/tflite/model_int8.tflite").is_file()
     # Second run: an impossible threshold -> not blessed -> push skipped, still only version 1.

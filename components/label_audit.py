@@ -1,0 +1,21 @@
+"""KFP component: confident-learning label audit of the train split (imgclf.steps.label_audit)."""
+
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Output
+
+from imgclf import settings
+
+
+@dsl.component(base_image=settings.CPU_IMAGE, install_kfp_package=False)
+def label_audit_op(dataset: Input[Dataset], max_examples: int, seed: int, issues: Output[Artifact],
+                   report: Output[HTML], metrics: Output[Metrics]):
+    """Report suspected mislabelled training examples (label_issues.json + an HTML page with thumbnails)."""
+    import os
+    import shutil
+
+    from imgclf.steps.label_audit import label_audit
+
+    summary = label_audit(dataset.path, issues.path, max_examples=max_examples, seed=seed)
+    shutil.copyfile(os.path.join(issues.path, "report.html"), report.path)
+    for key in ("audited", "issues", "issue_fraction", "oof_accuracy"):
+        metrics.log_metric(f"label_audit_{key}", summary[key])
