@@ -19,14 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from imgclf import settings
+from imgclf import settings, storage
 from imgclf.errors import UserError
 
 METADATA_FILE = "metadata.json"
@@ -44,9 +41,6 @@ def write_dataset(out_dir: str | Path, splits: dict[str, tuple[np.ndarray, np.nd
 
     Returns the full metadata written (with per-split counts and hashes added).
     """
-    out_dir = Path(out_dir)
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise UserError(f"{out_dir}: output already exists; choose a new path or remove it")
     meta = {
         "format": settings.DATASET_FORMAT,
         "image_shape": [settings.IMAGE_HEIGHT, settings.IMAGE_WIDTH],
@@ -55,19 +49,11 @@ def write_dataset(out_dir: str | Path, splits: dict[str, tuple[np.ndarray, np.nd
         **metadata,
         "splits": {},
     }
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
+    with storage.atomic_directory(out_dir) as tmp:
         for name, (images, labels) in splits.items():
             np.savez(tmp / f"{name}.npz", images=images.astype(np.uint8), labels=labels.astype(np.uint8))
             meta["splits"][name] = {"count": int(len(labels)), "sha256": split_hash(images, labels)}
         (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
-        if out_dir.exists() and not any(out_dir.iterdir()):
-            out_dir.rmdir()  # KFP may pre-create an empty artifact directory
-        os.rename(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return meta
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,4 +164,33 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def check_new_output(out: str | Path) -> Path:
+    """UserError unless `out` is absent or an empty directory; returns it as a Path."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"{out}: output already exists; choose a new path or remove it")
+    return out
+
+
+@contextmanager
+def atomic_directory(out: str | Path):
+    """Yield a temp directory beside `out`; when the block succeeds, rename it to `out`.
+
+    `out` must not exist or be an empty directory (KFP pre-creates some artifact
+    directories); otherwise UserError. On any failure the temp directory is removed,
+    so readers see either nothing or the whole directory.
+    """
+    out = check_new_output(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        yield tmp
+        if out.exists():
+            out.rmdir()
+        os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise

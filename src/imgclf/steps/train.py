@@ -15,15 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import fields
 from pathlib import Path
 
-from imgclf import datasets, settings
+from imgclf import datasets, settings, storage
 from imgclf.errors import UserError, run_cli
 from imgclf.model import HyperParams, build_model
 
@@ -77,6 +74,7 @@ def train(dataset_dir: str, model_dir: str, hp: HyperParams = HyperParams(), see
     """Train on dataset_dir and write the model directory atomically. Returns a summary dict."""
     from imgclf.export import export_saved_model
 
+    storage.check_new_output(model_dir)  # before spending the training time
     meta = datasets.read_metadata(dataset_dir)
     train_xy = datasets.load_split(dataset_dir, "train")
     eval_xy = datasets.load_split(dataset_dir, "eval")
@@ -84,22 +82,11 @@ def train(dataset_dir: str, model_dir: str, hp: HyperParams = HyperParams(), see
     model, history = fit(hp, train_xy, eval_xy, seed, tensorboard_dir, metrics_format)
     seconds = time.perf_counter() - start
 
-    out = Path(model_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"{out}: output already exists; choose a new path or remove it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with storage.atomic_directory(model_dir) as tmp:
         export_saved_model(model, tmp / "saved_model")
         model.save(tmp / "model.keras")
         (tmp / "hyperparameters.json").write_text(json.dumps({**hp.to_dict(), "seed": seed}, indent=2))
         (tmp / "history.json").write_text(json.dumps(history, indent=2))
-        if out.exists():
-            out.rmdir()  # an empty directory pre-created by KFP
-        os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     summary = {
         "train_examples": int(len(train_xy[1])),
         "eval_examples": int(len(eval_xy[1])),
