@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from imgclf import katib_experiment as ke
+from imgclf import katib_rules
 from imgclf import search_space, settings
 from imgclf.errors import UserError
 
@@ -100,9 +101,9 @@ def _container(spec):
     (lambda s: s["objective"]["additionalMetricNames"].append("val_accuracy"), "must not contain the objective"),
 ])
 def test_self_validation_catches_what_the_webhook_rejects(experiment, edit, message):
-    ke.validate_experiment(experiment)  # the generated one passes
+    katib_rules.validate_experiment(experiment)  # the generated one passes
     with pytest.raises(UserError, match=message):
-        ke.validate_experiment(_broken(experiment, edit))
+        katib_rules.validate_experiment(_broken(experiment, edit))
 
 
 def test_generator_refuses_what_it_cannot_express():
@@ -150,7 +151,7 @@ def test_trial_contract_trainer_output_parses_with_katib_stdout_filter(experimen
     refs = {tp["name"]: tp["reference"] for tp in spec["trialTemplate"]["trialParameters"]}
     command = []
     for arg in _container(spec)["command"]:
-        arg = ke.TRIAL_PARAMETER_RE.sub(lambda m: values[refs[m.group(1)]], arg)
+        arg = katib_rules.TRIAL_PARAMETER_RE.sub(lambda m: values[refs[m.group(1)]], arg)
         arg = arg.replace(ke.DEFAULT_DATASET_PATH, str(data)).replace(ke.SCRATCH_MOUNT, str(tmp_path))
         arg = "--epochs=1" if arg.startswith("--epochs=") else arg
         command.append(arg)
