@@ -8,13 +8,14 @@ from imgclf import settings
 
 @dsl.component(base_image=settings.CPU_IMAGE, install_kfp_package=False)
 def katib_tune_op(dataset: Input[Dataset], namespace: str, data_pvc: str, max_trials: int, parallel_trials: int,
-                  gpu: bool, timeout_minutes: int, hyperparameters: Output[Artifact], metrics: Output[Metrics]):
+                  gpu: bool, timeout_minutes: int, hyperparameters: Output[Artifact], metrics: Output[Metrics]) -> str:
     """Stage the dataset on the data PVC, create the Experiment, follow it, write best_hyperparameters.json.
 
     The task must mount PVC `data_pvc` at /data (kfp-kubernetes mount_pvc), and its service account must be
     allowed to create experiments.kubeflow.org (Kubeflow's default-editor is). namespace '' means the pod's
     own; max_trials / parallel_trials 0 take the search space's budget.
     """
+    import json
     import os
     import shutil
     import tempfile
@@ -36,3 +37,4 @@ def katib_tune_op(dataset: Input[Dataset], namespace: str, data_pvc: str, max_tr
     for key, value in result.items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             metrics.log_metric(key, value)
+    return json.dumps(result["best_hyperparameters"], sort_keys=True)

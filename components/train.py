@@ -7,24 +7,21 @@ from imgclf import settings
 
 
 @dsl.component(base_image=settings.CPU_IMAGE, install_kfp_package=False)
-def train_op(dataset: Input[Dataset], hyperparameters: Input[Artifact], epochs: int, seed: int,
+def train_op(dataset: Input[Dataset], hyperparameters: str, epochs: int, seed: int,
              model: Output[Model], tensorboard: Output[Artifact], metrics: Output[Metrics]):
-    """Train with <hyperparameters>/best_hyperparameters.json (from a tuner or the defaults step).
+    """Train with `hyperparameters`, a JSON object from a tuner or the defaults step.
 
     epochs and seed always come from the pipeline parameters.
     """
     import json
-    import os
 
     from imgclf.model import HyperParams
     from imgclf.steps.train import train
 
-    path = os.path.join(hyperparameters.path, "best_hyperparameters.json")
-    with open(path) as f:
-        values = json.load(f)
+    values = json.loads(hyperparameters)
     values.pop("seed", None)
     values["epochs"] = epochs
-    hp = HyperParams.from_dict(values, source=path)
+    hp = HyperParams.from_dict(values, source="train_op hyperparameters")
     summary = train(dataset.path, model.path, hp, seed=seed, tensorboard_dir=tensorboard.path)
     model.metadata.update({**hp.to_dict(), "framework": "keras", "format": "saved_model"})
     for key in ("final_val_accuracy", "final_val_loss", "best_val_accuracy", "train_seconds", "samples_per_second"):

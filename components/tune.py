@@ -8,12 +8,16 @@ from imgclf import settings
 
 @dsl.component(base_image=settings.CPU_IMAGE, install_kfp_package=False)
 def tune_op(dataset: Input[Dataset], algorithm: str, max_trials: int, epochs: int, seed: int, state_dir: str,
-            hyperparameters: Output[Artifact], metrics: Output[Metrics], report: Output[Markdown]):
-    """Write <hyperparameters>/best_hyperparameters.json (what train_op reads), metrics and a trials table.
+            hyperparameters: Output[Artifact], metrics: Output[Metrics], report: Output[Markdown]) -> str:
+    """Write <hyperparameters>/best_hyperparameters.json, metrics and a trials table; return the best as JSON.
+
+    The JSON string is what train_op consumes (through dsl.OneOf: kfp's local runner
+    resolves OneOf over parameters, not over artifacts).
 
     algorithm '' / max_trials 0 / epochs 0 take the search space's values. state_dir '' keeps the tuner
     state in the pod; a path on a volume (e.g. a PVC) makes a retried or re-run step resume the search.
     """
+    import json
     import os
     import shutil
     import tempfile
@@ -31,3 +35,4 @@ def tune_op(dataset: Input[Dataset], algorithm: str, max_trials: int, epochs: in
     for key, value in result.items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             metrics.log_metric(key, value)
+    return json.dumps(result["best_hyperparameters"], sort_keys=True)

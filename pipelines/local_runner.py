@@ -16,28 +16,11 @@ import time
 import warnings
 from pathlib import Path
 
-from imgclf import settings, storage, versions
+from imgclf import kfp_params, settings, storage, versions
 from imgclf.errors import UserError, run_cli
+from imgclf.kfp_spec_check import load_pipeline_docs
 
 PIPELINE_ROOT = settings.LOCAL_RUNS_DIR / "local_outputs"
-
-
-def _parse_params(pairs: list[str], declared: dict) -> dict:
-    """--param name=value pairs, typed by the pipeline's declared parameter types."""
-    out = {}
-    for pair in pairs:
-        name, sep, raw = pair.partition("=")
-        if not sep:
-            raise UserError(f"--param {pair!r}: expected name=value")
-        if name not in declared:
-            raise UserError(f"--param {name}: not a pipeline parameter (known: {', '.join(sorted(declared))})")
-        kind = declared[name]
-        try:
-            out[name] = {"Integer": int, "Double": float, "Boolean": lambda v: v.lower() in ("1", "true", "yes")}.get(
-                kind, str)(raw)
-        except ValueError:
-            raise UserError(f"--param {name}={raw!r}: not a valid {kind}") from None
-    return out
 
 
 def _newest_run_dir(before: set[str]) -> Path | None:
@@ -83,19 +66,24 @@ def run_local(params: dict, pipeline_root: Path = PIPELINE_ROOT) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pipelines.training_pipeline import build_pipeline
-
-    declared = {name: spec.type for name, spec in build_pipeline().component_spec.inputs.items()}
+    spec = load_pipeline_docs(settings.PIPELINE_YAML)[0]
+    declared = kfp_params.declared_parameters(spec)
     parser = argparse.ArgumentParser(prog="python -m pipelines.local_runner", description=__doc__.splitlines()[0])
     parser.add_argument("--data-uri", default=settings.DEFAULT_DATA_URI)
     parser.add_argument("--epochs", type=int, default=settings.TRAIN.epochs)
     parser.add_argument("--push-base", default=settings.DEFAULT_PUSH_BASE)
     parser.add_argument("--model-name", default=settings.MODEL_NAME)
+    parser.add_argument("--tuner", choices=settings.TUNERS, default="none",
+                        help="search hyperparameters first (keras-tuner locally; katib needs a cluster)")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help=f"any pipeline parameter: {', '.join(sorted(declared))}")
+    parser.add_argument("--params-file", type=Path, help="YAML mapping of pipeline parameters (flags win)")
     args = parser.parse_args(argv)
-    params = {"data_uri": args.data_uri, "epochs": args.epochs, "push_base": args.push_base,
-              "model_name": args.model_name, **_parse_params(args.param, declared)}
+    flags = {"data_uri": args.data_uri, "epochs": args.epochs, "push_base": args.push_base,
+             "model_name": args.model_name, "tuner": args.tuner}
+    file_values = kfp_params.load_params_file(args.params_file) if args.params_file else {}
+    params = kfp_params.resolve_parameters(declared, {**flags, **file_values},
+                                           kfp_params.parse_param_flags(args.param), str(args.params_file))
     storage.parse_uri(params["push_base"])  # fail fast on a bad scheme
     summary = run_local(params)
     print("\n=== imgclf local run ===")

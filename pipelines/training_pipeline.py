@@ -1,4 +1,5 @@
-"""The training DAG: ingest -> validate -> hyperparameters -> train -> evaluate -> push (if blessed),
+"""The training DAG: ingest -> validate -> (tune | katib_tune | hyperparameters) -> train -> evaluate -> push
+(if blessed),
 with ingest -> label_audit (confident-learning report on the train labels) beside validate and
 with train -> export_tflite (quantised TFLite models, size and accuracy vs the SavedModel) beside evaluate.
 
@@ -9,20 +10,22 @@ runner ignores.
 """
 
 
-from kfp import dsl
+from kfp import dsl, kubernetes
 
 from components.evaluate import evaluate_op
 from components.export_tflite import export_tflite_op
 from components.hyperparameters import default_hyperparameters_op
 from components.ingest import ingest_op
+from components.katib_tune import katib_tune_op
 from components.label_audit import label_audit_op
 from components.push import push_op
 from components.train import train_op
+from components.tune import tune_op
 from components.validate import validate_op
 from imgclf import settings
 from pipelines.platform import apply_platform
 
-T, I, E = settings.TRAIN, settings.INGEST, settings.EVALUATE
+T, I, V, E = settings.TRAIN, settings.INGEST, settings.VALIDATE, settings.EVALUATE
 
 
 def build_pipeline(gpu: bool = False):
@@ -37,7 +40,14 @@ def build_pipeline(gpu: bool = False):
         max_train_examples: int = I.max_train_examples,
         max_test_examples: int = I.max_test_examples,
         schema_uri: str = "",
-        label_audit_examples: int = 5000,
+        label_audit_examples: int = V.label_audit_examples,
+        tuner: str = settings.TUNERS[0],
+        tune_algorithm: str = "",
+        tune_max_trials: int = 0,
+        tune_epochs: int = 0,
+        katib_namespace: str = "",
+        katib_data_pvc: str = settings.KATIB_DATA_PVC,
+        katib_timeout_minutes: int = 360,
         conv1_filters: int = T.conv1_filters,
         conv2_filters: int = T.conv2_filters,
         kernel_size: int = T.kernel_size,
@@ -59,12 +69,23 @@ def build_pipeline(gpu: bool = False):
         dataset = ingest.outputs["dataset"]
         validate = step(validate_op(dataset=dataset, schema_uri=schema_uri), "validate")
         step(label_audit_op(dataset=dataset, max_examples=label_audit_examples, seed=seed), "label_audit")
-        hparams = default_hyperparameters_op(
-            conv1_filters=conv1_filters, conv2_filters=conv2_filters, kernel_size=kernel_size,
-            dense_units=dense_units, dropout=dropout, learning_rate=learning_rate, batch_size=batch_size)
-        hparams = step(hparams, "hyperparameters").after(validate)
-        train = step(train_op(dataset=dataset, hyperparameters=hparams.outputs["hyperparameters"],
-                              epochs=epochs, seed=seed), "train").after(validate)
+        # Hyperparameters: searched by KerasTuner or Katib, or taken from the parameters above.
+        # tune_algorithm '' and tune_max_trials / tune_epochs 0 mean the search space's own values.
+        with dsl.If(tuner == "keras-tuner", name="keras-tuner"):
+            keras_tuner = step(tune_op(dataset=dataset, algorithm=tune_algorithm, max_trials=tune_max_trials,
+                                       epochs=tune_epochs, seed=seed, state_dir=""), "tune").after(validate)
+        with dsl.Elif(tuner == "katib", name="katib"):
+            katib = step(katib_tune_op(dataset=dataset, namespace=katib_namespace, data_pvc=katib_data_pvc,
+                                       max_trials=tune_max_trials, parallel_trials=0, gpu=gpu,
+                                       timeout_minutes=katib_timeout_minutes), "katib_tune").after(validate)
+            kubernetes.mount_pvc(katib, pvc_name=katib_data_pvc, mount_path=settings.KATIB_DATA_MOUNT)
+        with dsl.Else(name="no-tuner"):
+            defaults = step(default_hyperparameters_op(
+                conv1_filters=conv1_filters, conv2_filters=conv2_filters, kernel_size=kernel_size,
+                dense_units=dense_units, dropout=dropout, learning_rate=learning_rate, batch_size=batch_size),
+                "hyperparameters").after(validate)
+        best = dsl.OneOf(keras_tuner.outputs["Output"], katib.outputs["Output"], defaults.output)
+        train = step(train_op(dataset=dataset, hyperparameters=best, epochs=epochs, seed=seed), "train")
         evaluate = step(evaluate_op(dataset=dataset, model=train.outputs["model"], push_base=push_base,
                                     model_name=model_name, accuracy_threshold=accuracy_threshold,
                                     change_tolerance=change_tolerance), "evaluate")

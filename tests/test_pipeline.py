@@ -59,15 +59,29 @@ def test_local_pipeline_end_to_end_pushes_only_blessed(tmp_path, monkeypatch, fm
     assert audit["audited"] == 1200 and audit["issues"] == len(audit["suspects"])
     tflite = json.loads(next(run_dir.glob("export-tflite-op/tflite/tflite_report.json")).read_text())
     assert tflite["test_examples"] == 300 and (run_dir / "export-tflite-op/tflite/model_int8.tflite").is_file()
-    # Second run: an impossible threshold -> not blessed -> push skipped, still only version 1.
-    second = local_runner.run_local({**params, "accuracy_threshold": 0.999}, tmp_path / "outputs")
+    # Second run: KerasTuner picks the hyperparameters (2 trials of 1 epoch) and train uses them;
+    # an impossible threshold -> not blessed -> push skipped, still only version 1.
+    second = local_runner.run_local({**params, "accuracy_threshold": 0.999, "tuner": "keras-tuner",
+                                     "tune_max_trials": 2, "tune_epochs": 1}, tmp_path / "outputs")
     assert second["blessed"] is False and second["pushed_version"] is None
     assert versions.servable_versions(versions.model_base(base, "fm")) == [1]
+    run_dir = tmp_path / "outputs" / second["run_dir"].rsplit("/", 1)[-1]
+    best = json.loads(next(run_dir.glob("tune-op/hyperparameters/best_hyperparameters.json")).read_text())
+    trained = json.loads(next(run_dir.glob("train-op/model/hyperparameters.json")).read_text())
+    assert {k: trained[k] for k in best if k != "epochs"} == {k: v for k, v in best.items() if k != "epochs"}
+    assert trained["epochs"] == 1 and not list(run_dir.glob("default-hyperparameters-op"))
 
 
-def test_local_runner_rejects_unknown_parameter(capsys):
+@pytest.mark.parametrize("argv, needle", [
+    (["--param", "epochz=3"], "unknown parameter 'epochz'"),
+    (["--param", "epochs=three"], "epochs='three' (--param) is not a valid integer"),
+    (["--param", "tuner=keras_tuner"], "must be one of none, keras-tuner, katib"),
+    (["--push-base", "s3://b/m"], "unknown URI scheme 's3://'"),
+])
+def test_local_runner_rejects_bad_parameters_before_running(capsys, argv, needle):
     from imgclf.errors import run_cli
     from pipelines import local_runner
 
-    assert run_cli(local_runner.main, ["--param", "epochz=3"]) == 2
-    assert "epochz: not a pipeline parameter" in capsys.readouterr().err
+    assert run_cli(local_runner.main, argv) == 2
+    err = capsys.readouterr().err
+    assert needle in err and err.count("\n") == 1

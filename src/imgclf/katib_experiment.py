@@ -33,8 +33,8 @@ SEEDED_ALGORITHMS = ("bayesianoptimization", "random", "tpe", "multivariate-tpe"
 # Katib's defaults for a batch/v1 Job trial, spelled out so the file says what "done" means.
 JOB_SUCCESS = 'status.conditions.#(type=="Complete")#|#(status=="True")#'
 JOB_FAILURE = 'status.conditions.#(type=="Failed")#|#(status=="True")#'
-DATA_VOLUME, DATA_MOUNT = "data", "/data"
-DEFAULT_DATA_PVC = "imgclf-data"
+DATA_VOLUME, DATA_MOUNT = "data", settings.KATIB_DATA_MOUNT
+DEFAULT_DATA_PVC = settings.KATIB_DATA_PVC
 DEFAULT_DATASET_PATH = f"{DATA_MOUNT}/fashion-mnist"
 SCRATCH_VOLUME, SCRATCH_MOUNT = "scratch", "/workspace"
 STRATEGY = {"maximize": "max", "minimize": "min"}

@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from imgclf import settings
 from imgclf.errors import UserError
 
 TYPE_LABELS = {
@@ -126,6 +127,9 @@ def resolve_parameters(
                 raise UserError(f"unknown parameter {name!r} ({source}); the pipeline takes: {known}")
             ptype = declared[name].get("parameterType", "STRING")
             resolved[name] = cast_value(name, ptype, value, source)
+            choices = settings.PARAMETER_CHOICES.get(name)
+            if choices and resolved[name] not in choices:
+                raise UserError(f"parameter {name}={value!r} ({source}) must be one of {', '.join(choices)}")
     for name, spec in declared.items():
         required = not spec.get("isOptional", False) and "defaultValue" not in spec
         if required and name not in resolved:

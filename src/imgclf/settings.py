@@ -48,6 +48,15 @@ IDX_SOURCES = {"train": "train", "test": "t10k"}
 DATASET_FORMAT = "imgclf-npz-v1"
 SPLITS = ("train", "eval", "test")
 
+# --- Pipeline parameters with a closed set of values (checked before a run starts: a misspelt
+# tuner would otherwise fall through to dsl.Else and silently mean "none") ---
+TUNERS = ("none", "keras-tuner", "katib")
+PARAMETER_CHOICES = {"tuner": TUNERS}
+
+# --- Katib: trials read the dataset from this PersistentVolumeClaim, mounted read-only here ---
+KATIB_DATA_PVC = "imgclf-data"
+KATIB_DATA_MOUNT = "/data"
+
 # --- Model input signature (the serving contract) ---
 SERVING_INPUT_NAME = "images"
 SERVING_OUTPUT_PROBABILITIES = "probabilities"
@@ -114,6 +123,8 @@ class ValidateDefaults:
     # absolute shift of the mean pixel value (0..255 scale).
     max_label_linf: float = 0.1
     max_pixel_mean_shift: float = 10.0
+    # Label audit (confident learning): how many train examples to audit (a seeded subset; 0: all).
+    label_audit_examples: int = 5000
 
 
 @dataclass(frozen=True)

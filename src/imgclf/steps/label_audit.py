@@ -70,7 +70,7 @@ mislabelled; out-of-fold accuracy of the audit model {summary['oof_accuracy']:.3
 <h3>Most suspicious</h3>{cells}</body></html>"""
 
 
-def label_audit(dataset_dir: str, output_dir: str, max_examples: int = 5000, folds: int = 3, seed: int = 0,
+def label_audit(dataset_dir: str, output_dir: str, max_examples: int = settings.VALIDATE.label_audit_examples, folds: int = 3, seed: int = 0,
                 cleaned_output: str | None = None) -> dict:
     """Audit the train split's labels; write label_issues.json and report.html. Returns the summary."""
     from cleanlab.filter import find_label_issues
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="imgclf-label-audit", description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", required=True, help="dataset directory written by imgclf-ingest")
     parser.add_argument("--output", required=True, help="directory for label_issues.json and report.html")
-    parser.add_argument("--max-examples", type=int, default=5000, help="audit a seeded subset of train (0: all)")
+    parser.add_argument("--max-examples", type=int, default=settings.VALIDATE.label_audit_examples, help="audit a seeded subset of train (0: all)")
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cleaned-output", help="also write the dataset without the suspects here")
