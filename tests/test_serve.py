@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from imgclf import datasets, settings
+from imgclf import datasets, predict_client, serve, settings, versions
+from imgclf.errors import UserError, run_cli
+from imgclf.serve_payload import DEFAULT_MAX_BATCH, BadRequest, parse_request
 from imgclf.steps.push import push
 
 NAME = settings.MODEL_NAME
@@ -31,7 +36,8 @@ def call(url: str, body: bytes | None = None) -> tuple[int, dict]:
 
 def _push(model_dir: str, base: str, tmp_path) -> int:
     blessing = tmp_path / "blessing.json"
-    blessing.write_text(json.dumps({"blessed": True}))
+    digest = versions.saved_model_digest(Path(model_dir) / "saved_model")  # push checks the blessing is for this model
+    blessing.write_text(json.dumps({"blessed": True, "model_sha256": digest}))
     return push(model_dir, str(blessing), base)["version"]
 
 
@@ -122,6 +128,10 @@ BAD_BODIES = {
     "uint8 out of range": json.dumps({"instances": [[[300] * 28] * 28], "signature_name": "serving_uint8"}).encode(),
     "unknown signature": json.dumps({"instances": [[[0] * 28] * 28], "signature_name": "nope"}).encode(),
     "wrong input name": json.dumps({"inputs": {"pixels": [[[0] * 28] * 28]}}).encode(),
+    "objects then arrays": json.dumps({"instances": [{"images": [[0] * 28] * 28}, [[0] * 28] * 28]}).encode(),
+    "huge pixel": json.dumps({"instances": [[[1e300] * 28] * 28]}).encode(),
+    "negative pixel": json.dumps({"instances": [[[-1] * 28] * 28]}).encode(),
+    "pixel over 255": json.dumps({"inputs": [[[256.5] * 28] * 28]}).encode(),
 }
 
 
@@ -153,3 +163,155 @@ def test_new_version_is_picked_up_without_restart(server):
         time.sleep(0.2)
     assert call(server["url"] + "/versions/2:predict", GOOD)[0] == 200
     assert call(server["url"] + "/versions/1:predict", GOOD)[0] == 404  # like TF Serving: latest only
+
+
+def _serving_version(server) -> str:
+    return call(server["url"])[1]["model_version_status"][0]["version"]
+
+
+def test_broken_version_is_logged_once_and_deleting_the_newest_rolls_back(server):
+    assert _serving_version(server) == "2"
+    broken = Path(server["base"]) / NAME / "3"
+    broken.mkdir()
+    (broken / "saved_model.pb").write_bytes(b"not a SavedModel")
+    time.sleep(2.0)  # ten polls
+    assert _serving_version(server) == "2"
+    assert call(server["url"] + ":predict", GOOD)[0] == 200
+    log_text = (server["tmp"] / "server.log").read_text()
+    assert log_text.count("cannot load version 3") == 1, log_text[-3000:]
+    shutil.rmtree(broken)
+    shutil.rmtree(Path(server["base"]) / NAME / "2")
+    deadline = time.monotonic() + 60
+    while _serving_version(server) != "1":
+        assert time.monotonic() < deadline, "no rollback to version 1"
+        time.sleep(0.2)
+    assert call(server["url"] + "/versions/1:predict", GOOD)[0] == 200
+
+
+# --- request checks without a server -------------------------------------------------------------
+
+IMG = [[0] * 28] * 28
+
+
+@pytest.mark.parametrize("instances, needle", [
+    ([{"images": IMG}, IMG], "mix objects and arrays"),
+    ([IMG, {"images": IMG}], "mix objects and arrays"),
+])
+def test_parse_rejects_mixed_instance_forms(instances, needle):
+    with pytest.raises(BadRequest, match=needle):
+        parse_request({"instances": instances})
+
+
+@pytest.mark.parametrize("value, needle", [
+    (1e300, "1e+300"), (float("nan"), "nan"), (float("inf"), "inf"), (-1, "-1"), (255.5, "255.5")])
+@pytest.mark.parametrize("key", ["instances", "inputs"])
+def test_parse_rejects_non_finite_and_out_of_range_pixels(key, value, needle):
+    img = [row[:] for row in IMG]
+    img[3][4] = value
+    with pytest.raises(BadRequest, match=r"0\.\.255") as exc:
+        parse_request({key: [IMG, img]})
+    assert needle in str(exc.value) and key in str(exc.value)
+
+
+def test_parse_accepts_full_pixel_range():
+    img = [[0.0] * 14 + [255.0] * 14] * 28
+    parsed = parse_request({"instances": [img]})
+    assert parsed.images.dtype == np.float32 and parsed.images.max() == 255
+
+
+# --- serve CLI and version watching without TF ---------------------------------------------------
+
+@pytest.mark.parametrize("port", ["99999", "0", "-5"])
+def test_serve_rejects_bad_port_in_one_line(port, tmp_path, capsys):
+    assert run_cli(serve.main, ["--push-base", str(tmp_path), "--port", port]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --port") and port in err and err.count("\n") == 1
+
+
+def test_serve_max_batch_default_is_the_payload_constant():
+    assert serve.build_parser().get_default("max_batch") == DEFAULT_MAX_BATCH
+
+
+def _fake_versions(base, monkeypatch, broken=()):
+    """Versions are plain directories with an empty saved_model.pb; `broken` ones fail to load."""
+    loads = []
+
+    def fake_load(version, uri):
+        loads.append(version)
+        if version in broken:
+            raise RuntimeError(f"corrupt saved_model.pb in {uri}\nsecond line of the TF message")
+        return serve.Servable(version, uri, loaded=None)
+
+    monkeypatch.setattr(serve, "load_servable", fake_load)
+    return loads
+
+
+def _add_version(base, version):
+    d = base / NAME / str(version)
+    d.mkdir(parents=True)
+    (d / "saved_model.pb").write_bytes(b"")
+    return d
+
+
+def test_watcher_logs_a_broken_version_once_and_keeps_serving(tmp_path, monkeypatch, caplog):
+    loads = _fake_versions(tmp_path, monkeypatch, broken={2})
+    _add_version(tmp_path, 1)
+    watcher = serve.VersionWatcher(str(tmp_path), NAME)
+    assert watcher.refresh() and watcher.current.version == 1
+    _add_version(tmp_path, 2)
+    with caplog.at_level(logging.ERROR, logger="imgclf.serve"):
+        for _ in range(5):
+            assert not watcher.refresh()
+    assert watcher.current.version == 1
+    assert loads == [1, 2]
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "version 2" in errors[0].getMessage()
+    _add_version(tmp_path, 3)
+    assert watcher.refresh() and watcher.current.version == 3
+
+
+def test_watcher_falls_back_when_the_newest_version_is_deleted(tmp_path, monkeypatch):
+    _fake_versions(tmp_path, monkeypatch)
+    for v in (1, 2, 3):
+        _add_version(tmp_path, v)
+    watcher = serve.VersionWatcher(str(tmp_path), NAME)
+    assert watcher.refresh() and watcher.current.version == 3
+    shutil.rmtree(tmp_path / NAME / "3")
+    assert watcher.refresh() and watcher.current.version == 2
+    assert not watcher.refresh()
+
+
+def test_watcher_starts_on_an_older_version_when_the_newest_is_broken(tmp_path, monkeypatch):
+    _fake_versions(tmp_path, monkeypatch, broken={2})
+    _add_version(tmp_path, 1)
+    _add_version(tmp_path, 2)
+    watcher = serve.VersionWatcher(str(tmp_path), NAME)
+    assert watcher.refresh() and watcher.current.version == 1
+
+
+def test_serve_fails_in_one_line_when_no_version_loads(tmp_path, monkeypatch, capsys):
+    _fake_versions(tmp_path, monkeypatch, broken={1, 2})
+    _add_version(tmp_path, 1)
+    _add_version(tmp_path, 2)
+    assert run_cli(serve.main, ["--push-base", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert "version 2" in err and "corrupt saved_model.pb" in err
+
+
+# --- predict client -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("url", ["notaurl", "ftp://host/x", "http://"])
+def test_predict_client_rejects_bad_url_in_one_line(url, capsys):
+    assert run_cli(predict_client.main, ["--url", url, "--data", "/nonexistent"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --url") and url in err and err.count("\n") == 1
+
+
+def test_predict_client_connection_refused_is_one_line():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(UserError, match="cannot connect") as exc:
+        predict_client.predict(f"http://127.0.0.1:{port}", NAME, np.zeros((28, 28), np.uint8), timeout=5)
+    assert "\n" not in str(exc.value)

@@ -8,7 +8,9 @@ TF Serving's REST API (paths, bodies and {"error": ...} answers):
     GET  /v1/models/NAME[/versions/N]/metadata   signature_def of both signatures
     POST /v1/models/NAME[/versions/N]:predict    "instances" (row) or "inputs" (columnar)
 A background thread polls the base directory and swaps in a newly pushed version
-without a restart (like TF Serving, only the latest version is loaded).
+without a restart (like TF Serving, only the latest version is loaded). A version that
+fails to load is logged once and skipped; deleting the newest version rolls back to
+the newest remaining one.
 
 Why routes of our own: kserve 0.21's V1 protocol answers GET /v1/models/NAME with
 {"name", "ready"} rather than TF Serving's model_version_status and has no
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 import threading
 import time
@@ -33,7 +36,7 @@ import numpy as np
 from imgclf import settings, storage, versions
 from imgclf.errors import UserError, run_cli
 from imgclf.serve_app import VersionNotFound, install
-from imgclf.serve_payload import SIGNATURES, BadRequest, format_response, parse_request
+from imgclf.serve_payload import DEFAULT_MAX_BATCH, SIGNATURES, BadRequest, format_response, parse_request
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 VERSION_HEADER = "x-imgclf-version"  # internal: carries /versions/N into the kserve Model
@@ -62,23 +65,43 @@ def load_servable(version: int, uri: str) -> Servable:
 
 
 class VersionWatcher:
-    """Keeps the newest servable version of a model base loaded; polls for new ones in a thread."""
+    """Keeps the newest loadable version of a model base loaded; polls for changes in a thread.
+
+    A version that fails to load is logged once and remembered (by number, while its
+    directory exists), so the poller keeps serving the current model without retrying it.
+    When the newest version is deleted (a rollback), the newest remaining one is loaded.
+    """
 
     def __init__(self, push_base: str, model_name: str, poll_seconds: float = 2.0):
         self.base = versions.model_base(push_base, model_name)
         self.poll_seconds = poll_seconds
         self.current: Servable | None = None
+        self.failed: dict[int, str] = {}  # version -> first line of why it could not be loaded
         self._stop = threading.Event()
+        self._last_poll_error = ""
 
     def refresh(self) -> bool:
-        """Load the latest servable version if it is newer than the current one; True when swapped."""
-        latest = versions.latest_servable(self.base)
-        if latest is None or (self.current and latest[0] <= self.current.version):
-            return False
-        servable = load_servable(*latest)
-        self.current = servable  # one reference swap: requests see the old or the new model, whole
-        log.warning("serving %s version %d from %s", self.base.uri(), servable.version, servable.uri)
-        return True
+        """Load the newest loadable servable version unless it is the current one; True when swapped."""
+        found = versions.servable_versions(self.base)
+        self.failed = {v: why for v, why in self.failed.items() if v in found}  # a re-pushed number is retried
+        for version in reversed(found):
+            if self.current is not None and version == self.current.version:
+                return False
+            if version in self.failed:
+                continue
+            uri = self.base.child(str(version)).uri()
+            try:
+                servable = load_servable(version, uri)
+            except Exception as exc:  # a broken version must not stop serving the current one
+                why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                self.failed[version] = why
+                log.error("cannot load version %d from %s (not retried; still serving %s): %s", version, uri,
+                          f"version {self.current.version}" if self.current else "nothing", why)
+                continue
+            self.current = servable  # one reference swap: requests see the old or the new model, whole
+            log.warning("serving %s version %d from %s", self.base.uri(), servable.version, servable.uri)
+            return True
+        return False
 
     def get(self, version: int | None) -> Servable:
         current = self.current
@@ -91,8 +114,12 @@ class VersionWatcher:
         while not self._stop.wait(self.poll_seconds):
             try:
                 self.refresh()
-            except Exception as exc:  # a half-written or broken version must not stop the poller
-                log.error("could not load a new version under %s: %s", self.base.uri(), exc)
+                self._last_poll_error = ""
+            except Exception as exc:  # e.g. listing a gs:// base failed; log each new problem once
+                message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                if message != self._last_poll_error:
+                    log.error("cannot look for new versions under %s: %s", self.base.uri(), message)
+                self._last_poll_error = message
 
     def start(self) -> None:
         threading.Thread(target=self._loop, name="version-watcher", daemon=True).start()
@@ -131,24 +158,46 @@ def make_model(name: str, watcher: VersionWatcher, max_batch: int):
     return TFServingModel(name)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m imgclf.serve", description=__doc__.splitlines()[0])
     parser.add_argument("--push-base", default=settings.DEFAULT_PUSH_BASE, help="local directory or gs://bucket/prefix")
     parser.add_argument("--model-name", default=settings.MODEL_NAME)
-    parser.add_argument("--port", type=int, default=settings.SERVING_REST_PORT)
+    parser.add_argument("--port", type=int, default=settings.SERVING_REST_PORT, help="1..65535")
     parser.add_argument("--poll-seconds", type=float, default=2.0, help="how often to look for a new version")
     parser.add_argument("--wait-seconds", type=float, default=0.0,
                         help="wait this long for a first version (0: fail at once when none is pushed)")
-    parser.add_argument("--max-batch", type=int, default=1024)
+    parser.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH, help="most images in one request")
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
     parser.add_argument("--access-log", action="store_true", help="log every request (slower)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """UserError naming the flag and value for settings the server cannot run with."""
+    if not 1 <= args.port <= 65535:
+        raise UserError(f"--port {args.port}: must be a TCP port number in 1..65535")
+    for flag, value in (("--max-batch", args.max_batch), ("--max-body-bytes", args.max_body_bytes)):
+        if value < 1:
+            raise UserError(f"{flag} {value}: must be at least 1")
+    if not (args.poll_seconds > 0 and math.isfinite(args.poll_seconds)):
+        raise UserError(f"--poll-seconds {args.poll_seconds}: must be a positive number of seconds")
+    if not (args.wait_seconds >= 0 and math.isfinite(args.wait_seconds)):
+        raise UserError(f"--wait-seconds {args.wait_seconds}: must be zero or a positive number of seconds")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    check_args(args)
     sys.argv = sys.argv[:1]  # kserve.model_server parses sys.argv when imported
 
     watcher = VersionWatcher(args.push_base, args.model_name, args.poll_seconds)
     deadline = time.monotonic() + args.wait_seconds
     while not watcher.refresh():
         if time.monotonic() >= deadline:
+            if watcher.failed:
+                newest = max(watcher.failed)
+                raise UserError(f"{watcher.base.uri()}: no version could be loaded ({len(watcher.failed)} tried); "
+                                f"version {newest}: {watcher.failed[newest]}")
             raise UserError(f"{watcher.base.uri()}: no servable version (<int>/saved_model.pb); push a model first")
         time.sleep(min(args.poll_seconds, 1.0))
 

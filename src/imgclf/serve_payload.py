@@ -5,6 +5,7 @@ Request (POST /v1/models/NAME[/versions/N]:predict), as TF Serving accepts it:
     {"instances": [{"images": img}, ...]}     or an object naming the input
     {"inputs": [img, ...]} / {"inputs": {"images": [img, ...]}}   columnar form
     optional "signature_name": "serving_default" (float32) or "serving_uint8" (0..255 integers)
+Every pixel is a raw intensity: a finite number in 0..255 for both signatures.
 Response: row form -> {"predictions": [{"probabilities": [...10], "class_id": k}, ...]},
 columnar form -> {"outputs": {"probabilities": [[...]], "class_id": [...]}}.
 Every defect raises BadRequest with a message naming the field and the value seen.
@@ -23,6 +24,7 @@ H, W = settings.IMAGE_HEIGHT, settings.IMAGE_WIDTH
 SIGNATURES = (settings.SERVING_SIGNATURE_FLOAT, settings.SERVING_SIGNATURE_UINT8)
 INPUT = settings.SERVING_INPUT_NAME
 DEFAULT_MAX_BATCH = 1024
+PIXEL_MAX = 255  # both signatures take raw pixel intensities 0..255
 
 
 class BadRequest(ValueError):
@@ -67,6 +69,20 @@ def _as_array(value, where: str) -> np.ndarray:
     return arr
 
 
+def _check_pixels(arr: np.ndarray, where: str) -> None:
+    """Pixels are raw intensities: finite and within 0..255 (1e300 would become inf in float32 -> null outputs)."""
+    if arr.min() >= 0 and arr.max() <= PIXEL_MAX:  # fast path; NaN fails both comparisons
+        return
+    bad = (arr < 0) | (arr > PIXEL_MAX)
+    if arr.dtype.kind == "f":
+        bad |= ~np.isfinite(arr)
+    index = [int(i) for i in np.argwhere(bad)[0]]
+    value = arr[tuple(index)].item()
+    problem = "is not a finite number" if not np.isfinite(value) else "is out of range"
+    raise BadRequest(f"'{where}'{index}: pixel value {value!r} {problem}; pixels must be numbers in 0..{PIXEL_MAX} "
+                     f"({int(bad.sum())} bad value(s) in all)")
+
+
 def parse_request(body, max_batch: int = DEFAULT_MAX_BATCH) -> Parsed:
     """Check a predict body (bytes or decoded JSON) and return the image batch for the chosen signature."""
     body = _load(body)
@@ -84,10 +100,14 @@ def parse_request(body, max_batch: int = DEFAULT_MAX_BATCH) -> Parsed:
     if key == "instances":
         if not isinstance(value, list):
             raise BadRequest(f"'instances' must be a list, got {type(value).__name__}")
-        if value and isinstance(value[0], dict):
-            value = [_named(v, f"instances[{i}]") if isinstance(v, dict) else v for i, v in enumerate(value)]
-            if any(isinstance(v, dict) for v in value):
-                raise BadRequest("instances mix objects and arrays")
+        objects = [isinstance(v, dict) for v in value]
+        if any(objects):
+            if not all(objects):
+                first = objects.index(not objects[0])
+                raise BadRequest(f"instances mix objects and arrays: instances[0] is "
+                                 f"{'an object' if objects[0] else 'an array'}, instances[{first}] is not; "
+                                 "use one form for every instance")
+            value = [_named(v, f"instances[{i}]") for i, v in enumerate(value)]
     else:
         value = _named(value, "inputs")
     arr = _as_array(value, key)
@@ -97,9 +117,10 @@ def parse_request(body, max_batch: int = DEFAULT_MAX_BATCH) -> Parsed:
         raise BadRequest(f"'{key}' has shape {list(arr.shape)}; expected [N,{H},{W}] or [N,{H},{W},1]")
     if arr.shape[0] > max_batch:
         raise BadRequest(f"batch of {arr.shape[0]} images exceeds the limit of {max_batch}")
+    _check_pixels(arr, key)
     if signature == settings.SERVING_SIGNATURE_UINT8:
-        if arr.dtype.kind == "f" or arr.min() < 0 or arr.max() > 255:
-            raise BadRequest(f"signature {signature} takes integers 0..255")
+        if arr.dtype.kind == "f":
+            raise BadRequest(f"signature {signature} takes integers 0..255, got floating-point numbers in '{key}'")
         images = arr.astype(np.uint8).reshape(-1, H, W)
     else:
         images = arr.astype(np.float32, copy=False).reshape(-1, H, W)

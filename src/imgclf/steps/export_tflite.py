@@ -6,6 +6,8 @@ dataset directory (imgclf-ingest). Output directory:
     model_int8.tflite            integer-only ops (TFLITE_BUILTINS_INT8), calibrated on the train
                                  split; input uint8 [N,28,28] raw pixels, output uint8 probabilities
     tflite_report.json           sizes and test accuracies of all three (also returned as a dict)
+The output directory appears whole or not at all (written beside it, then renamed);
+it must not exist yet, or be empty.
 Both models expose one output, the class probabilities; class = argmax.
 """
 
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imgclf import datasets, settings
+from imgclf import datasets, settings, storage
 from imgclf.errors import UserError, run_cli
 
 H, W = settings.IMAGE_HEIGHT, settings.IMAGE_WIDTH
@@ -97,19 +99,44 @@ def _dir_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def check_inputs(model_dir: str | Path, dataset_dir: str | Path) -> None:
+    """UserError naming the path unless model_dir holds model.keras and saved_model/ and dataset_dir both splits."""
+    model = Path(model_dir)
+    if not model.is_dir():
+        raise UserError(f"{model_dir}: no such model directory (give one written by imgclf-train)")
+    for name, is_ok in (("model.keras", Path.is_file), ("saved_model/saved_model.pb", Path.is_file)):
+        if not is_ok(model / name):
+            raise UserError(f"{model_dir}: no {name} (is it a model directory written by imgclf-train?)")
+    if not Path(dataset_dir).is_dir():
+        raise UserError(f"{dataset_dir}: no such dataset directory (give one written by imgclf-ingest)")
+    for split in ("train", "test"):
+        if not (Path(dataset_dir) / f"{split}.npz").is_file():
+            raise UserError(f"{dataset_dir}: no {split}.npz (is it a dataset directory written by imgclf-ingest?)")
+
+
 def export_tflite(model_dir: str, dataset_dir: str, output_dir: str, representative_examples: int = 300,
                   max_test_examples: int = 0, seed: int = settings.TRAIN.seed) -> dict:
-    """Write both TFLite models and the report to output_dir; returns the report dict."""
+    """Write both TFLite models and the report to output_dir, all or nothing; returns the report dict.
+
+    output_dir must not exist or be empty; everything is written to a temp directory
+    beside it and renamed into place only when every conversion and score succeeded.
+    """
     from imgclf.export import load_serving_fn
 
+    check_inputs(model_dir, dataset_dir)
+    if representative_examples < 1:
+        raise UserError(f"representative examples {representative_examples}: must be at least 1")
+    if max_test_examples < 0:
+        raise UserError(f"max test examples {max_test_examples}: must be 0 (all) or more")
+    out = storage.check_new_output(output_dir)
     train_images, _ = datasets.load_split(dataset_dir, "train")
     test_images, test_labels = datasets.load_split(dataset_dir, "test")
     if max_test_examples:
         test_images, test_labels = test_images[:max_test_examples], test_labels[:max_test_examples]
+    if not len(train_images) or not len(test_labels):
+        raise UserError(f"{dataset_dir}: the train and test splits must each hold at least one example")
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(train_images), min(representative_examples, len(train_images)), replace=False)
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
 
     saved_model = Path(model_dir) / "saved_model"
     serving = load_serving_fn(saved_model)
@@ -117,18 +144,19 @@ def export_tflite(model_dir: str, dataset_dir: str, output_dir: str, representat
     report = {"test_examples": int(len(test_labels)), "representative_examples": int(len(pick)),
               "saved_model": {"size_bytes": _dir_size(saved_model),
                               "accuracy": float((sm_pred == test_labels).mean())}}
-    for variant in VARIANTS:
-        content = convert(model_dir, train_images[pick] if variant == "int8" else None)
-        path = out / f"model_{variant}.tflite"
-        path.write_bytes(content)
-        pred = tflite_predict(content, test_images)
-        report[variant] = {"path": str(path), "size_bytes": len(content),
-                           "accuracy": float((pred == test_labels).mean()),
-                           "agreement_with_saved_model": float((pred == sm_pred).mean())}
-    for variant in VARIANTS:
-        report[variant]["accuracy_delta"] = report[variant]["accuracy"] - report["saved_model"]["accuracy"]
-        report[variant]["size_ratio"] = report[variant]["size_bytes"] / report["saved_model"]["size_bytes"]
-    (out / "tflite_report.json").write_text(json.dumps(report, indent=2))
+    with storage.atomic_directory(out) as tmp:
+        for variant in VARIANTS:
+            content = convert(model_dir, train_images[pick] if variant == "int8" else None)
+            name = f"model_{variant}.tflite"
+            (tmp / name).write_bytes(content)
+            pred = tflite_predict(content, test_images)
+            report[variant] = {"path": str(out / name), "size_bytes": len(content),
+                               "accuracy": float((pred == test_labels).mean()),
+                               "agreement_with_saved_model": float((pred == sm_pred).mean())}
+        for variant in VARIANTS:
+            report[variant]["accuracy_delta"] = report[variant]["accuracy"] - report["saved_model"]["accuracy"]
+            report[variant]["size_ratio"] = report[variant]["size_bytes"] / report["saved_model"]["size_bytes"]
+        (tmp / "tflite_report.json").write_text(json.dumps(report, indent=2))
     return report
 
 
