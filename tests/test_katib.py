@@ -50,6 +50,9 @@ def test_experiment_matches_the_space(experiment):
     assert by_name["learning_rate"]["feasibleSpace"] == {"min": "0.0001", "max": "0.01", "distribution": "logUniform"}
     assert by_name["conv1_filters"]["feasibleSpace"]["list"] == ["16", "32", "48", "64"]  # step kept for skopt too
     assert by_name["dense_units"]["feasibleSpace"]["list"][0] == "0"
+    # A float with a step is a discrete list too: Katib's skopt would sample a double log-uniformly (katib#2688).
+    assert by_name["dropout"]["parameterType"] == "discrete"
+    assert by_name["dropout"]["feasibleSpace"] == {"list": ["0.1", "0.2", "0.3", "0.4", "0.5", "0.6"]}
     pod = spec["trialTemplate"]["trialSpec"]["spec"]["template"]
     assert pod["metadata"]["annotations"] == {"sidecar.istio.io/inject": "false"}
     assert pod["spec"]["restartPolicy"] == "Never"
@@ -112,7 +115,7 @@ def test_generator_refuses_what_it_cannot_express():
         ke.build_experiment(space, ke.ExperimentOptions(algorithm="hyperband"))
     with pytest.raises(UserError, match="'nope': unknown"):
         ke.build_experiment(space, ke.ExperimentOptions(algorithm="nope"))
-    with pytest.raises(UserError, match="'grid': float parameters have no grid"):
+    with pytest.raises(UserError, match="'grid': float parameter\\(s\\) learning_rate have no grid; give them a step"):
         ke.build_experiment(space, ke.ExperimentOptions(algorithm="grid"))
     with pytest.raises(UserError, match="metadata.name"):
         ke.build_experiment(space, ke.ExperimentOptions(name="Tune_1"))
@@ -120,6 +123,32 @@ def test_generator_refuses_what_it_cannot_express():
     raw["parameters"][0]["values"] = []
     with pytest.raises(UserError, match="empty choice list"):
         search_space.parse(raw)
+
+
+def test_katib_and_keras_tuner_sample_the_same_points():
+    """Each parameter: Katib's feasible space holds exactly the points KerasTuner's declaration can yield."""
+    import keras_tuner as kt
+
+    from imgclf.steps.tune import _declare
+
+    space = search_space.load()
+    hp = kt.HyperParameters()
+    _declare(hp, space)
+    by_name = {p["name"]: p for p in ke.build_experiment(space)["spec"]["parameters"]}
+    for p in space.parameters:
+        katib, keras = by_name[p.name], hp._hps[p.name][0]
+        if katib["parameterType"] == "discrete":
+            reachable = {p.cast(keras.prob_to_value(q / 1000)) for q in range(1000)}  # KerasTuner's own mapping
+            assert reachable == {p.cast(v) for v in katib["feasibleSpace"]["list"]}, p.name
+        else:  # the one continuous parameter: log-uniform in both
+            assert (p.name, katib["feasibleSpace"]["distribution"], keras.sampling) == (
+                "learning_rate", "logUniform", "log")
+
+
+def test_default_dataset_path_comes_from_settings():
+    assert ke.DEFAULT_DATASET_PATH == f"{settings.KATIB_DATA_MOUNT}/{settings.KATIB_DATASET_DIR}"
+    command = _container(ke.build_experiment(search_space.load())["spec"])["command"]
+    assert f"--dataset={ke.DEFAULT_DATASET_PATH}" in command
 
 
 def test_every_trial_parameter_maps_to_a_trainer_flag(experiment):

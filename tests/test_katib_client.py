@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from imgclf import katib_client, katib_experiment, search_space
+from imgclf import katib_client, katib_experiment, search_space, settings
 from imgclf.errors import UserError
 from imgclf.model import HyperParams
 from tests.k8s_contract_server import ContractServer
@@ -34,7 +34,7 @@ def test_succeeded_experiment_yields_best_hyperparameters(tmp_path):
 
     best = json.loads((tmp_path / "best_hyperparameters.json").read_text())
     hp = HyperParams.from_dict(best)  # what train's --hparams-json does
-    assert (hp.batch_size, hp.learning_rate, hp.conv1_filters, hp.dense_units) == (32, 0.0001, 16, 0)
+    assert (hp.batch_size, hp.learning_rate, hp.conv1_filters, hp.dense_units) == (64, 0.0001, 16, 0)
     assert result["best_val_accuracy"] == pytest.approx(0.9012)  # metricStrategy max
     assert result["trials_total"] == 3 and result["experiment"] == f"{NS}/{name}"
     assert json.loads((tmp_path / "metrics.json").read_text())["best_trial"].startswith(name)
@@ -57,6 +57,9 @@ def test_missing_crds_is_one_line_error(tmp_path):
         _run(server, tmp_path, [])
     assert str(info.value).startswith("Katib is not installed: the API server does not serve kubeflow.org/v1beta1")
     assert "\n" not in str(info.value)
+    # The hint names a real pipeline parameter and one of its values (the runners check both).
+    name, value = katib_client.FALLBACK_TUNER
+    assert value in settings.PARAMETER_CHOICES[name] and f"run the pipeline with {name}={value}" in str(info.value)
 
 
 def test_missing_namespace_and_conflict(tmp_path):

@@ -26,10 +26,21 @@ def test_packaged_space_matches_the_issue():
     lr = space.parameter("learning_rate")
     assert (lr.type, lr.scale, lr.min, lr.max) == ("float", "log", 1e-4, 1e-2)
     assert 0 in space.parameter("dense_units").values
-    assert (space.parameter("dropout").min, space.parameter("dropout").max) == (0.1, 0.6)
+    dropout = space.parameter("dropout")
+    assert (dropout.min, dropout.max, dropout.step, dropout.scale) == (0.1, 0.6, 0.1, "linear")
+    assert dropout.grid() == (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
+    assert (lr.step, space.parameter("conv1_filters").grid()) == (None, (16, 32, 48, 64))
     assert (space.objective.metric, space.objective.direction, space.algorithm) == ("val_accuracy", "maximize",
                                                                                      "bayesian")
     assert (space.budget.max_trials, space.budget.epochs_per_trial) == (10, 3)
+
+
+def test_float_step_is_a_grid_both_tuners_share():
+    dropout = search_space.load().parameter("dropout")
+    assert dropout.contains(0.5) and dropout.contains(0.1 + 2 * 0.1)  # float noise is still on the grid
+    assert not dropout.contains(0.25) and not dropout.contains(0.7)
+    assert dropout.cast(0.30000000000000004) == 0.3 and dropout.cast("0.4") == 0.4  # KerasTuner / Katib values
+    assert HyperParams().dropout in dropout.grid()  # the untuned baseline stays a point of the space
 
 
 def test_to_hyperparams_casts_katib_strings_and_keeps_defaults():
@@ -76,6 +87,11 @@ _DELETE = object()
     (["parameters", 4, "values"], [0, 64.5], r"'dense_units': values: 64.5 is not an integer"),
     (["parameters", 4, "values"], [64, 64], r"'dense_units': values: duplicates"),
     (["parameters", 5, "type"], "int", r"'dropout': type int for a float field"),
+    (["parameters", 5, "step"], 0.3, r"'dropout': step 0.3 does not divide max - min \(0.6 - 0.1\)"),
+    (["parameters", 5, "step"], 0, r"'dropout': step: 0.0 must be > 0"),
+    (["parameters", 5, "step"], "fine", r"'dropout': step: 'fine' is not a number"),
+    (["parameters", 1, "step"], 0.001, r"'learning_rate': scale log cannot be combined with step"),
+    (["parameters", 2, "step"], 8.5, r"'conv1_filters': step: 8.5 is not an integer"),
     (["parameters"], [], r"parameters: empty list"),
     (["objective", "direction"], "up", r"objective.direction: 'up' is not one of maximize, minimize"),
     (["objective", "additional_metrics"], ["val_accuracy"], r"additional_metrics repeats the objective metric"),

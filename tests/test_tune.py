@@ -6,6 +6,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -13,15 +14,13 @@ from imgclf import search_space, settings
 from imgclf.errors import UserError
 from imgclf.model import HyperParams
 from imgclf.steps.ingest import ingest
+from imgclf.steps import tune as tune_step
 from imgclf.steps.tune import tune
-
-pytestmark = pytest.mark.skipif(not (settings.REPO_ROOT.exists()
-                                     and __import__("pathlib").Path(settings.DEFAULT_DATA_URI).exists()),
-                                reason="Fashion-MNIST not installed (make data)")
-
 
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory):
+    if not Path(settings.DEFAULT_DATA_URI).exists():
+        pytest.skip("Fashion-MNIST not installed (make data)")
     out = tmp_path_factory.mktemp("tune") / "dataset"
     ingest(settings.DEFAULT_DATA_URI, str(out), max_train_examples=600, max_test_examples=100)
     return str(out)
@@ -49,6 +48,8 @@ def test_resume_runs_only_the_missing_trials(tiny_dataset, small_space, tmp_path
     best = json.loads((tmp_path / "best_hyperparameters.json").read_text())
     hp = HyperParams.from_dict(best)  # what train's --hparams-json does
     assert hp.batch_size in small_space.parameter("batch_size").values
+    assert hp.dropout in small_space.parameter("dropout").grid()  # a grid point, as Katib would pick
+    assert not list(tmp_path.glob(".*")) and not list((tmp_path / "tuner").glob(".*"))  # no temp files left
     assert 0 < second["best_val_accuracy"] <= 1
     assert json.loads((tmp_path / "metrics.json").read_text())["trials_total"] == 3
     table = (tmp_path / "trials.md").read_text()
@@ -56,6 +57,13 @@ def test_resume_runs_only_the_missing_trials(tiny_dataset, small_space, tmp_path
 
     with pytest.raises(UserError, match="different epochs"):
         tune(tiny_dataset, str(tmp_path), small_space, max_trials=3, epochs=2)
+
+    # KerasTuner's own state, cut short by a kill mid-write: one line naming the file and the way out.
+    oracle = tmp_path / "tuner" / "oracle.json"
+    oracle.write_text(oracle.read_text()[:40])
+    with pytest.raises(UserError, match=r"oracle.json: corrupt search state .*remove .*tuner to start it over") as info:
+        tune(tiny_dataset, str(tmp_path), small_space, max_trials=4, epochs=1)
+    assert "\n" not in str(info.value)
 
 
 def test_interrupted_trial_runs_again(tiny_dataset, small_space, tmp_path, monkeypatch):
@@ -92,3 +100,32 @@ def test_cli_help_and_bad_space(tmp_path):
 def test_first_trial_is_the_untuned_baseline(tiny_dataset, tmp_path):
     result = tune(tiny_dataset, str(tmp_path), max_trials=1, epochs=1, log=lambda _: None)
     assert result["best_hyperparameters"] == {**HyperParams().to_dict(), "epochs": 1}
+
+
+@pytest.mark.parametrize("relative, text, problem", [
+    ("tuner/imgclf-search.json", '{"space": "ab', "Unterminated string"),
+    ("tuner/imgclf-search.json", "", "Expecting value"),
+    ("tuner/imgclf-search.json", "[1]", "expected a JSON object, got list"),
+    ("tuner/imgclf-trial-seconds.json", '{"00": 4', "Expecting"),
+    ("tuner/oracle.json", "{", "Expecting property name"),
+    ("tuner/trial_01/trial.json", '{"trial_id": "01", "hyperpa', "Unterminated string"),
+])
+def test_corrupt_state_is_one_line_naming_the_file(tmp_path, relative, text, problem):
+    """A state file truncated by a kill: UserError naming it and how to recover, before any training."""
+    path = tmp_path / relative
+    path.parent.mkdir(parents=True)
+    path.write_text(text)
+    with pytest.raises(UserError) as info:
+        tune_step._check_resumable(tmp_path, {"space": "ab"})
+    message = str(info.value)
+    assert message.startswith(f"{path}: corrupt search state (") and problem in message
+    assert f"remove {tmp_path / 'tuner'} to start it over, or choose a new output directory" in message
+    assert "\n" not in message
+
+
+def test_fingerprint_is_written_whole_and_checked(tmp_path):
+    tune_step._check_resumable(tmp_path, {"space": "ab", "epochs": 1})
+    assert json.loads((tmp_path / "tuner" / tune_step.FINGERPRINT_FILE).read_text()) == {"space": "ab", "epochs": 1}
+    assert [p.name for p in (tmp_path / "tuner").iterdir()] == [tune_step.FINGERPRINT_FILE]  # no temp file left
+    with pytest.raises(UserError, match="different epochs; use a new output directory"):
+        tune_step._check_resumable(tmp_path, {"space": "ab", "epochs": 2})

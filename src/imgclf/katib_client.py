@@ -18,9 +18,13 @@ from pathlib import Path
 from imgclf import katib_experiment, search_space
 from imgclf.errors import UserError
 from imgclf.search_space import SearchSpace
+from imgclf.storage import atomic_write_text
 
 GROUP, VERSION, PLURAL = "kubeflow.org", "v1beta1", "experiments"
 TERMINAL = ("Succeeded", "Failed")
+# What to run instead when Katib is missing: the pipeline parameter `tuner` (settings.PARAMETER_CHOICES),
+# which the local runner also takes as --tuner.
+FALLBACK_TUNER = ("tuner", "keras-tuner")
 
 
 def api_client(host: str | None = None, token: str | None = None):
@@ -54,7 +58,7 @@ def _api_error(exc, action: str, namespace: str, name: str = "") -> UserError:
         status = None  # the API server answers a group/version it does not serve with plain text
     if exc.status == 404 and not isinstance(status, dict):
         return UserError(f"Katib is not installed: the API server does not serve {GROUP}/{VERSION} "
-                         f"{PLURAL} (install Katib's CRDs, or use tuner=keras-tuner)")
+                         f"{PLURAL} (install Katib's CRDs, or run the pipeline with {'='.join(FALLBACK_TUNER)})")
     message = status.get("message", exc.reason) if isinstance(status, dict) else exc.reason
     if exc.status == 404 and status.get("details", {}).get("kind") == "namespaces":
         return UserError(f"cannot {action} {target}: namespace {namespace!r} not found")
@@ -181,9 +185,8 @@ def run_experiment(api, namespace: str, output_dir: str, dataset_path: str = kat
         "algorithm": body["spec"]["algorithm"]["algorithmName"],
     }
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "best_hyperparameters.json").write_text(json.dumps(hp.to_dict(), indent=2))
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    atomic_write_text(out / "best_hyperparameters.json", json.dumps(hp.to_dict(), indent=2))
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     return {**metrics, "experiment": f"{namespace}/{name}", "best_hyperparameters": hp.to_dict()}
 
 

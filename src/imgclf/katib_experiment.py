@@ -6,9 +6,9 @@
 Each trial is a batch/v1 Job running the trainer CLI in our image as a plain exec-form
 command (no shell wrapper, so the StdOut metrics collector finds the process); the trainer
 prints `name=value` lines (--metrics-format katib). Trials read the dataset from a
-PersistentVolumeClaim mounted read-only at /data: put an ingested dataset there once
-(`imgclf-ingest --output /data/fashion-mnist` in a pod that mounts the claim), or let the
-pipeline's katib_tune step copy its Dataset artifact there.
+PersistentVolumeClaim mounted read-only at settings.KATIB_DATA_MOUNT: put an ingested dataset at
+DEFAULT_DATASET_PATH (settings.KATIB_DATASET_DIR under the mount) once, with imgclf-ingest in a pod
+that mounts the claim, or let the pipeline's katib_tune step copy its Dataset artifact there.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from imgclf import search_space, settings
 from imgclf.errors import UserError, run_cli
 from imgclf.katib_rules import KATIB_ALGORITHMS, validate_experiment
 from imgclf.search_space import Parameter, SearchSpace
+from imgclf.storage import atomic_write_text
 
 API_VERSION = "kubeflow.org/v1beta1"
 PRIMARY_CONTAINER = "training-container"
@@ -35,7 +36,7 @@ JOB_SUCCESS = 'status.conditions.#(type=="Complete")#|#(status=="True")#'
 JOB_FAILURE = 'status.conditions.#(type=="Failed")#|#(status=="True")#'
 DATA_VOLUME, DATA_MOUNT = "data", settings.KATIB_DATA_MOUNT
 DEFAULT_DATA_PVC = settings.KATIB_DATA_PVC
-DEFAULT_DATASET_PATH = f"{DATA_MOUNT}/fashion-mnist"
+DEFAULT_DATASET_PATH = f"{DATA_MOUNT}/{settings.KATIB_DATASET_DIR}"
 SCRATCH_VOLUME, SCRATCH_MOUNT = "scratch", "/workspace"
 STRATEGY = {"maximize": "max", "minimize": "min"}
 OUTPUTS = {False: "experiment.yaml", True: "experiment-gpu.yaml"}
@@ -61,14 +62,15 @@ def _feasible_space(p: Parameter) -> tuple[str, dict]:
     if p.type == "choice":
         numeric = all(isinstance(v, (int, float)) for v in p.values)
         return ("discrete" if numeric else "categorical"), {"list": [str(v) for v in p.values]}
-    if p.type == "int" and p.step and p.step > 1:
-        # skopt (bayesianoptimization) ignores an int step; a discrete list keeps both tuners on one grid.
-        return "discrete", {"list": [str(v) for v in range(int(p.min), int(p.max) + 1, p.step)]}
+    if p.step is not None and not (p.type == "int" and p.step == 1):
+        # Katib's skopt-based bayesianoptimization ignores a step, and samples every double log-uniformly
+        # whatever its `distribution` (kubeflow/katib#2688): a discrete list keeps both tuners on one grid.
+        return "discrete", {"list": [repr(v) if isinstance(v, float) else str(v) for v in p.grid()]}
     if p.type == "int":
         return "int", {"min": str(int(p.min)), "max": str(int(p.max))}
     space = {"min": repr(float(p.min)), "max": repr(float(p.max))}
     if p.scale == "log":
-        space["distribution"] = "logUniform"
+        space["distribution"] = "logUniform"  # what skopt does anyway; said so for the other algorithms
     return "double", space
 
 
@@ -84,8 +86,10 @@ def build_experiment(space: SearchSpace, opts: ExperimentOptions = ExperimentOpt
     if algorithm not in SUPPORTED_ALGORITHMS:
         raise UserError(f"Katib algorithm {algorithm!r}: needs more than a parameter search space "
                         f"(resource parameter, population or NAS config); use one of {', '.join(SUPPORTED_ALGORITHMS)}")
-    if algorithm == "grid" and any(p.type == "float" for p in space.parameters):
-        raise UserError("Katib algorithm 'grid': float parameters have no grid; make them type choice")
+    continuous = [p.name for p in space.parameters if p.type == "float" and p.step is None]
+    if algorithm == "grid" and continuous:
+        raise UserError(f"Katib algorithm 'grid': float parameter(s) {', '.join(continuous)} have no grid; "
+                        f"give them a step or make them type choice")
     budget = space.budget
     settings_list = []
     if algorithm in SEEDED_ALGORITHMS:
@@ -205,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", default=str(settings.KATIB_DIR))
     parser.add_argument("--algorithm", choices=SUPPORTED_ALGORITHMS, help="default: from the space (bayesian -> "
                         "bayesianoptimization)")
-    parser.add_argument("--data-pvc", default=DEFAULT_DATA_PVC, help="PVC holding the dataset (mounted at /data)")
+    parser.add_argument("--data-pvc", default=DEFAULT_DATA_PVC, help=f"PVC holding the dataset (mounted at {DATA_MOUNT})")
     parser.add_argument("--dataset-path", default=DEFAULT_DATASET_PATH, help="dataset directory inside the pod")
     parser.add_argument("--check", action="store_true", help="exit 1 if the files on disk differ (stale)")
     args = parser.parse_args(argv)
@@ -217,8 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"stale: {p} (run `make katib` and commit)", file=sys.stderr)
         return 1 if stale else 0
     for path, text in files.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        atomic_write_text(path, text)
         print(f"wrote {path}")
     return 0
 

@@ -28,13 +28,18 @@ _FIELD_TYPES = {f.name: f.type for f in fields(HyperParams)}
 
 @dataclass(frozen=True)
 class Parameter:
-    """One tunable HyperParams field: int range (with step), float range (linear/log) or a choice list."""
+    """One tunable HyperParams field: int range, float range (linear/log; a linear one may have a step), or a choice list.
+
+    A step makes the range a grid min, min + step, ..., max (`grid()`). Both tuners then sample that
+    grid: KerasTuner through hp.Int(step=...) or an ordered hp.Choice of the float grid, Katib through a
+    `discrete` list (its skopt-based bayesianoptimization ignores steps, and `distribution` on a double).
+    """
 
     name: str
     type: str
     min: float | int | None = None
     max: float | int | None = None
-    step: int | None = None
+    step: float | int | None = None
     scale: str = "linear"
     values: tuple = ()
 
@@ -46,9 +51,18 @@ class Parameter:
         """Whether value is a point of this parameter's space (on the step grid for int)."""
         if self.type == "choice":
             return value in self.values
-        if not self.min <= value <= self.max:
-            return False
-        return self.type == "float" or (value - self.min) % (self.step or 1) == 0
+        if self.step is None:
+            return self.min <= value <= self.max and (self.type == "float" or value == int(value))
+        return any(math.isclose(value, v, rel_tol=1e-9, abs_tol=1e-12) for v in self.grid())
+
+    def grid(self) -> tuple:
+        """The points of a stepped range, min to max inclusive (float points rounded to 12 significant digits)."""
+        if self.step is None:
+            raise UserError(f"parameter {self.name}: a range without a step has no grid")
+        count = _grid_steps(self.min, self.max, self.step)
+        if self.type == "int":
+            return tuple(int(self.min) + i * int(self.step) for i in range(count + 1))
+        return tuple(float(f"{self.min + i * self.step:.12g}") for i in range(count + 1))
 
     def cast(self, value) -> int | float:
         """A value (number, or the string Katib hands over) as this field's Python type."""
@@ -57,6 +71,8 @@ class Parameter:
             if number != int(number):
                 raise UserError(f"hyperparameter {self.name}={value!r}: expected an integer")
             return int(number)
+        if self.step is not None:
+            return float(f"{number:.12g}")  # a grid point: KerasTuner's min + k * step is 0.30000000000000004
         return number
 
 
@@ -190,17 +206,28 @@ def _parameter(item, where: str) -> Parameter:
     high = _number(item["max"], f"{where}: max", integer)
     if low > high:
         raise UserError(f"{where}: min {low} > max {high}")
-    step = _int(item["step"], f"{where}: step", 1) if item.get("step") is not None else None
-    if step is not None and ptype == "float":
-        raise UserError(f"{where}: step is only for type int (use choice for a float grid)")
     scale = _one_of(item.get("scale", "linear"), SCALES, f"{where}: scale")
     if scale == "log" and low <= 0:
         raise UserError(f"{where}: scale log needs min > 0, got {low}")
-    if scale == "log" and step is not None:
-        raise UserError(f"{where}: scale log cannot be combined with step")
+    step = None
+    if item.get("step") is not None:
+        if scale == "log":
+            raise UserError(f"{where}: scale log cannot be combined with step")
+        step = _int(item["step"], f"{where}: step", 1) if integer else _number(item["step"], f"{where}: step", False)
+        if step <= 0:
+            raise UserError(f"{where}: step: {step} must be > 0")
+        if _grid_steps(low, high, step) is None:
+            raise UserError(f"{where}: step {step} does not divide max - min ({high} - {low}) into whole steps")
     for v in (low, high):
         _check_field(name, v, f"{where}: min/max")
     return Parameter(name, ptype, min=low, max=high, step=step, scale=scale)
+
+
+def _grid_steps(low, high, step) -> int | None:
+    """How many steps lead from low to high (None when step does not divide the range)."""
+    steps = (high - low) / step
+    whole = round(steps)
+    return whole if math.isclose(steps, whole, rel_tol=1e-9, abs_tol=1e-9) else None
 
 
 def _check_field(name: str, value, where: str) -> None:

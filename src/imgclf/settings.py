@@ -56,6 +56,7 @@ PARAMETER_CHOICES = {"tuner": TUNERS}
 # --- Katib: trials read the dataset from this PersistentVolumeClaim, mounted read-only here ---
 KATIB_DATA_PVC = "imgclf-data"
 KATIB_DATA_MOUNT = "/data"
+KATIB_DATASET_DIR = "fashion-mnist"  # the generated Experiments read <KATIB_DATA_MOUNT>/<this> by default
 
 # --- Model input signature (the serving contract) ---
 SERVING_INPUT_NAME = "images"

@@ -24,11 +24,13 @@ import warnings
 from pathlib import Path
 
 from imgclf import datasets, search_space, settings
+from imgclf.storage import atomic_write_text
 from imgclf.errors import UserError, run_cli
 from imgclf.search_space import SearchSpace
 
 PROJECT_NAME = "tuner"  # KerasTuner's state lives in <output_dir>/tuner
 FINGERPRINT_FILE = "imgclf-search.json"
+SECONDS_FILE = "imgclf-trial-seconds.json"
 VALIDATION_BATCH_SIZE = 1024  # validation has no gradient step: big batches make it cheap
 
 
@@ -40,6 +42,10 @@ def _declare(hp, space: SearchSpace) -> dict:
             values[p.name] = hp.Choice(p.name, list(p.values))
         elif p.type == "int":
             values[p.name] = hp.Int(p.name, p.min, p.max, step=p.step or 1)
+        elif p.step is not None:
+            # The grid as an ordered Choice, the same points as Katib's discrete list. Not hp.Float(step=...):
+            # it counts grid points with float floor division, so (0.6 - 0.1) // 0.1 == 4 drops max (0.6).
+            values[p.name] = hp.Choice(p.name, list(p.grid()), ordered=True)
         else:
             values[p.name] = hp.Float(p.name, p.min, p.max, sampling="log" if p.scale == "log" else "linear")
     return values
@@ -73,7 +79,7 @@ def _make_tuner(space: SearchSpace, algorithm: str, max_trials: int, epochs: int
     import keras_tuner as kt
 
     base = {"bayesian": kt.BayesianOptimization, "random": kt.RandomSearch, "hyperband": kt.Hyperband}[algorithm]
-    seconds_file = output_dir / PROJECT_NAME / "imgclf-trial-seconds.json"
+    seconds_file = output_dir / PROJECT_NAME / SECONDS_FILE
 
     class ProgressTuner(base):
         """One line per finished trial instead of KerasTuner's multi-line display."""
@@ -85,9 +91,9 @@ def _make_tuner(space: SearchSpace, algorithm: str, max_trials: int, epochs: int
         def on_trial_end(self, trial):
             super().on_trial_end(trial)
             seconds = time.perf_counter() - self._trial_start
-            done = json.loads(seconds_file.read_text()) if seconds_file.exists() else {}
+            done = _read_state(seconds_file, output_dir) or {}
             done[trial.trial_id] = round(seconds, 1)
-            seconds_file.write_text(json.dumps(done, indent=1))
+            atomic_write_text(seconds_file, json.dumps(done, indent=1))
             self.trials_run = getattr(self, "trials_run", 0) + 1
             t = self.oracle.get_trial(trial.trial_id)
             score = "n/a" if t.score is None else f"{t.score:.4f}"
@@ -133,17 +139,40 @@ def _fmt(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def _read_state(path: Path, output_dir: Path) -> dict | None:
+    """A search-state JSON object (ours or KerasTuner's), None when absent; UserError when unreadable."""
+    if not path.exists():
+        return None
+    try:
+        state = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        problem = " ".join(str(exc).split()) or type(exc).__name__
+    else:
+        if isinstance(state, dict):
+            return state
+        problem = f"expected a JSON object, got {type(state).__name__}"
+    raise UserError(f"{path}: corrupt search state ({problem}), so the search cannot resume; "
+                    f"remove {output_dir / PROJECT_NAME} to start it over, or choose a new output directory")
+
+
+def _check_state(output_dir: Path) -> None:
+    """Read every state file KerasTuner reloads on resume, so a truncated one is one line naming it, not a traceback."""
+    project = output_dir / PROJECT_NAME
+    for path in (project / "oracle.json", project / SECONDS_FILE, *sorted(project.glob("trial_*/trial.json"))):
+        _read_state(path, output_dir)
+
+
 def _check_resumable(output_dir: Path, fingerprint: dict) -> None:
     """Refuse to resume a search run with another space, algorithm, epochs or seed (KerasTuner would mix them)."""
     path = output_dir / PROJECT_NAME / FINGERPRINT_FILE
-    if path.exists():
-        previous = json.loads(path.read_text())
+    previous = _read_state(path, output_dir)
+    if previous is not None:
         if previous != fingerprint:
             changed = sorted(k for k in fingerprint if previous.get(k) != fingerprint[k])
             raise UserError(f"{output_dir}: holds a search with a different {', '.join(changed)}; "
                             f"use a new output directory to start over")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(fingerprint, indent=2, sort_keys=True))
+    _check_state(output_dir)
+    atomic_write_text(path, json.dumps(fingerprint, indent=2, sort_keys=True))
 
 
 def tune(dataset_dir: str, output_dir: str, space: SearchSpace | str | None = None, algorithm: str | None = None,
@@ -190,7 +219,7 @@ def tune(dataset_dir: str, output_dir: str, space: SearchSpace | str | None = No
     best = tuner.oracle.get_best_trials(1)[0]
     hp = space.to_hyperparams({p.name: best.hyperparameters.values[p.name] for p in space.parameters})
     hp = dataclasses.replace(hp, epochs=epochs)
-    (out / "best_hyperparameters.json").write_text(json.dumps(hp.to_dict(), indent=2))
+    atomic_write_text(out / "best_hyperparameters.json", json.dumps(hp.to_dict(), indent=2))
     metrics = {
         f"best_{space.objective.metric}": float(best.score),
         "best_trial": best.trial_id,
@@ -203,10 +232,9 @@ def tune(dataset_dir: str, output_dir: str, space: SearchSpace | str | None = No
         "train_examples": int(len(y_train)),
         "eval_examples": int(len(y_eval)),
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    seconds_file = out / PROJECT_NAME / "imgclf-trial-seconds.json"
-    trial_seconds = json.loads(seconds_file.read_text()) if seconds_file.exists() else {}
-    (out / "trials.md").write_text(trials_markdown(space, trials, best.trial_id, metrics, trial_seconds))
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
+    trial_seconds = _read_state(out / PROJECT_NAME / SECONDS_FILE, out) or {}
+    atomic_write_text(out / "trials.md", trials_markdown(space, trials, best.trial_id, metrics, trial_seconds))
     return {**metrics, "best_hyperparameters": hp.to_dict()}
 
 
