@@ -1,6 +1,7 @@
 # imgclf: `make help` lists every target. Everything runs inside .venv, created on first use.
 SHELL := /bin/bash
-PYTHON ?= python3
+# The package needs Python 3.11 (tensorflow/kfp pins): prefer python3.11, else python3 if it is 3.11.
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
@@ -16,6 +17,8 @@ help: ## list the targets
 
 venv: $(STAMP) ## create .venv and install the pinned package set (constraints.txt)
 $(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || \
+	  { echo "error: need Python 3.11 for .venv ($(PYTHON) is $$($(PYTHON) -V 2>&1)); install python3.11 or run make PYTHON=/path/to/python3.11" >&2; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[$(EXTRAS)]"
@@ -40,8 +43,8 @@ compile: venv ## compile the pipeline YAMLs under pipelines/ (deterministic)
 test: venv data ## run the test suite
 	$(BIN)/python -m pytest -q tests $(ARGS)
 
-clean: ## remove local run outputs (keeps .venv)
-	rm -rf runs local_outputs
+clean: ## remove local pipeline run outputs (keeps .venv and the pushed models in runs/serving)
+	rm -rf runs/local_outputs runs/tune
 
 # --- Serving (manifests, local TF-Serving-compatible server, TFLite, benchmark) ---
 .PHONY: manifests check-manifests serve predict export-tflite bench-serve

@@ -2,7 +2,7 @@
 
 Usage: python -m pipelines.compile [--output-dir DIR]
 Re-running gives byte-identical files (kfp's compiler output holds no
-timestamps; we check that in tests/test_compile.py).
+timestamps; tests/test_pipeline.py checks it and that the committed files are current).
 """
 
 from __future__ import annotations

@@ -42,7 +42,8 @@ def model_dir(tmp_path):
         path = tmp_path / "model" / "saved_model" / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
-    (tmp_path / "blessing.json").write_text(json.dumps({"blessed": True}))
+    digest = versions.saved_model_digest(tmp_path / "model" / "saved_model")
+    (tmp_path / "blessing.json").write_text(json.dumps({"blessed": True, "model_sha256": digest}))
     return tmp_path
 
 
@@ -103,3 +104,25 @@ def test_interrupted_push_leaves_no_servable_version(emulator, model_dir, monkey
     assert nxt == (2 if phase == "upload" else 3)  # a partly copied version number stays taken
     assert versions.servable_versions(mb) == [1, nxt]
     assert _names(emulator, f"crash-{phase}/{NAME}/{nxt}/") == sorted(FILES)
+
+
+def test_a_number_claimed_by_a_racing_push_is_skipped(emulator, model_dir, monkeypatch):
+    """Real GCS rejects the second create-if-absent of <v>/.claim; the loser takes the next number."""
+    from google.api_core import exceptions as gexc
+    from google.cloud.storage import Blob
+
+    original = Blob.upload_from_string
+    lost = []
+
+    def racing(self, data, *args, **kwargs):
+        if self.name.endswith("/1/.claim") and not lost:
+            lost.append(self.name)
+            original(self, b"", *args, **kwargs)  # the other pusher got there first
+            raise gexc.PreconditionFailed("conditionNotMet")
+        return original(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(Blob, "upload_from_string", racing)
+    base = f"gs://{BUCKET}/race"
+    assert _push(model_dir, base)["version"] == 2 and lost
+    assert versions.servable_versions(versions.model_base(base, NAME)) == [2]
+    assert not emulator.blob(f"race/{NAME}/2/.claim").exists()

@@ -30,6 +30,9 @@ def test_trained_model_directory_and_serving_signature(trained_model, small_data
     np.testing.assert_allclose(as_float["probabilities"].numpy(), as_uint8["probabilities"].numpy(), atol=1e-5)
     np.testing.assert_allclose(as_float["probabilities"].numpy().sum(axis=1), 1.0, atol=1e-4)
     assert (as_float["class_id"].numpy() == as_float["probabilities"].numpy().argmax(axis=1)).all()
+    for bad in (np.zeros((2, 28, 28, 2), np.float32), np.zeros((1, 14, 56), np.float32), np.zeros((784,), np.float32)):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"images must be \[N,28,28\]"):
+            loaded.serving_default(bad)
 
 
 def test_metrics_match_a_hand_computation():
@@ -99,3 +102,53 @@ def test_train_cli_katib_format_prints_metric_lines(small_dataset, tmp_path, cap
     lines = capsys.readouterr().out.strip().splitlines()
     assert "epoch=1" in lines and any(line.startswith("val_accuracy=") for line in lines)
     assert all("=" in line and " " not in line for line in lines), lines
+
+
+def test_a_blessing_only_pushes_its_own_model(trained_model, small_dataset, tmp_path):
+    import shutil
+
+    evaluate_step.evaluate(small_dataset, trained_model, str(tmp_path / "e"), str(tmp_path / "s"), "m", 0.5)
+    other = tmp_path / "other"
+    shutil.copytree(trained_model, other)
+    (other / "saved_model" / "variables" / "variables.index").write_bytes(b"changed")
+    with pytest.raises(UserError, match="written for another model"):
+        push_step.push(str(other), str(tmp_path / "e" / "blessing.json"), str(tmp_path / "s"), "m")
+
+
+def test_an_unloadable_pushed_version_does_not_block_blessing(trained_model, small_dataset, tmp_path):
+    broken = tmp_path / "s" / "m" / "1"
+    broken.mkdir(parents=True)
+    (broken / "saved_model.pb").write_bytes(b"not a SavedModel")
+    result = evaluate_step.evaluate(small_dataset, trained_model, str(tmp_path / "e"), str(tmp_path / "s"), "m", 0.5)
+    blessing = result["blessing"]
+    assert blessing["blessed"] and blessing["baseline"]["version"] == 1 and "error" in blessing["baseline"]
+    assert "could not be loaded" in blessing["reasons"][-1]
+    pushed = push_step.push(trained_model, str(tmp_path / "e" / "blessing.json"), str(tmp_path / "s"), "m")
+    assert pushed["version"] == 2
+
+
+@pytest.mark.parametrize("content, needle", [
+    ('{"batch_size": null}', "batch_size=None is not a valid int"),
+    ('{"dropout": "abc"}', "dropout='abc' is not a valid float"),
+    ("[1, 2]", "expected a JSON object"),
+    ("{", "invalid JSON"),
+])
+def test_bad_hparams_json_is_a_one_line_error(small_dataset, tmp_path, capsys, content, needle):
+    from imgclf.errors import run_cli
+    from imgclf.steps import train as train_step
+
+    (tmp_path / "hp.json").write_text(content)
+    status = run_cli(train_step.main, ["--dataset", small_dataset, "--output", str(tmp_path / "m"),
+                                       "--hparams-json", str(tmp_path / "hp.json")])
+    err = capsys.readouterr().err
+    assert status == 2 and needle in err and err.count("\n") == 1, err
+    assert not (tmp_path / "m").exists()
+
+
+def test_os_errors_are_one_line(tmp_path, capsys):
+    from imgclf.errors import run_cli
+    from imgclf.steps import validate as validate_step
+
+    assert run_cli(validate_step.main, ["--dataset", "/etc/passwd", "--output", str(tmp_path / "v")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: /etc/passwd") and err.count("\n") == 1, err

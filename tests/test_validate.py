@@ -66,3 +66,20 @@ def test_empty_split_is_an_anomaly(small_dataset, tmp_path):
     damaged = _rewrite(small_dataset, tmp_path / "d", eval=empty)
     with pytest.raises(UserError, match="empty_split"):
         validate(damaged, str(tmp_path / "v"))
+
+
+def test_out_of_range_label_in_one_split_is_reported_not_a_crash(small_dataset, tmp_path):
+    x, y = datasets.load_split(small_dataset, "test")
+    y = y.copy()
+    y[0] = 10
+    damaged = _rewrite(small_dataset, tmp_path / "d", test=(x, y))
+    result = validate(damaged, str(tmp_path / "v"), fail_on_anomalies=False)
+    assert {"split": "test", "kind": "unseen_label", "detail": "labels [10] are not in the schema's label set"} \
+        in result["anomalies"]
+
+
+def test_malformed_imported_schema_is_a_one_line_error(small_dataset, tmp_path):
+    (tmp_path / "schema.json").write_text(json.dumps({"image_shape": [28, 28], "dtype": "uint8", "pixel_range": [0],
+                                                      "labels": [0, 1], "required_splits": ["train"]}))
+    with pytest.raises(UserError, match="schema field 'pixel_range' has an invalid value"):
+        validate(small_dataset, str(tmp_path / "v"), schema_path=str(tmp_path / "schema.json"))

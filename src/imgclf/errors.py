@@ -17,6 +17,21 @@ def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | No
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # unreadable input, unwritable output, a file where a directory belongs...
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if not _is_cloud_error(exc):
+            raise
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        print(f"error: Google Cloud Storage: {first}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+
+
+def _is_cloud_error(exc: BaseException) -> bool:
+    """Credentials or API errors from google-auth / google-api-core (missing bucket, no credentials...)."""
+    return type(exc).__module__.startswith(("google.auth", "google.api_core"))

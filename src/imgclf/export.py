@@ -24,7 +24,12 @@ def export_saved_model(model, path: str | Path) -> Path:
     h, w = settings.IMAGE_HEIGHT, settings.IMAGE_WIDTH
 
     def serve(images):
-        tf.debugging.assert_rank_in(images, [3, 4], message="images must be [N,28,28] or [N,28,28,1]")
+        wrong = f"images must be [N,{h},{w}] or [N,{h},{w},1]"
+        shape = tf.shape(images)
+        rank = tf.size(shape)
+        dims = tf.concat([shape, tf.ones([4], tf.int32)], axis=0)[:4]  # rank 3 gets a trailing 1
+        ok = (rank >= 3) & (rank <= 4) & (dims[1] == h) & (dims[2] == w) & (dims[3] == 1)
+        tf.debugging.assert_equal(ok, True, message=wrong)
         x = tf.reshape(tf.cast(images, tf.float32), [-1, h, w, 1])
         probs = model(x, training=False)
         return {settings.SERVING_OUTPUT_PROBABILITIES: probs,

@@ -8,6 +8,7 @@ are magic 0x00000803 (N x rows x cols), labels 0x00000801 (N).
 from __future__ import annotations
 
 import gzip
+import math
 import struct
 import zlib
 
@@ -38,7 +39,7 @@ def parse_idx(data: bytes, name: str, expected_magic: int) -> np.ndarray:
     if len(data) < header:
         raise UserError(f"{name}: truncated IDX header ({len(data)} bytes, need {header})")
     dims = struct.unpack(f">{ndim}I", data[4:header])
-    expected = int(np.prod(dims, dtype=np.int64))
+    expected = math.prod(dims)
     actual = len(data) - header
     if actual != expected:
         raise UserError(

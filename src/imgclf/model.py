@@ -44,11 +44,20 @@ class HyperParams:
     @classmethod
     def from_dict(cls, values: dict, source: str = "hyperparameters") -> "HyperParams":
         """Build from a dict (e.g. tuner output); unknown keys are an error, missing keys take defaults."""
+        if not isinstance(values, dict):
+            raise UserError(f"{source}: expected a JSON object of hyperparameters, got {type(values).__name__}")
         known = {f.name: f.type for f in fields(cls)}
         unknown = sorted(set(values) - set(known))
         if unknown:
             raise UserError(f"{source}: unknown hyperparameter(s) {', '.join(unknown)} (known: {', '.join(known)})")
-        cast = {k: (float(v) if known[k] == "float" else int(v)) for k, v in values.items()}
+        cast = {}
+        for key, value in values.items():
+            try:
+                if isinstance(value, bool):
+                    raise ValueError
+                cast[key] = float(value) if known[key] == "float" else int(value)
+            except (TypeError, ValueError):
+                raise UserError(f"{source}: hyperparameter {key}={value!r} is not a valid {known[key]}") from None
         return cls(**cast)
 
 

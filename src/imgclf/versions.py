@@ -9,6 +9,9 @@ is never servable. Any numeric name, servable or not, is *taken*.
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 from imgclf import storage
 
 SAVED_MODEL_PB = "saved_model.pb"
@@ -39,3 +42,19 @@ def latest_servable(base: storage.Location) -> tuple[int, str] | None:
     if not found:
         return None
     return found[-1], base.child(str(found[-1])).uri()
+
+
+def saved_model_digest(saved_model_dir: str | Path) -> str:
+    """sha256 over a local SavedModel directory's files (relative paths and contents, in sorted order).
+
+    Evaluate records it in blessing.json and push checks it, so a blessing only
+    ever pushes the model it was written for.
+    """
+    root = Path(saved_model_dir)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()

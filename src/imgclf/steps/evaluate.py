@@ -72,36 +72,50 @@ def bless(accuracy: float, threshold: float, baseline_accuracy: float | None, to
     return ok, reasons
 
 
+def score_pushed_model(push_base: str, model_name: str, images: np.ndarray, labels: np.ndarray) -> dict | None:
+    """Accuracy of the newest pushed version on the same test split; None when nothing is pushed.
+
+    A version that cannot be loaded (corrupt, another format) must not block every
+    later push, so it is reported as {"version", "uri", "error"} instead of raising.
+    """
+    latest = versions.latest_servable(versions.model_base(push_base, model_name))
+    if latest is None:
+        return None
+    version, uri = latest
+    local, tmp = storage.local_copy(uri)
+    try:
+        scored = classification_metrics(predict_probabilities(local, images), labels)
+    except Exception as exc:  # noqa: BLE001 - any load failure means "no usable baseline"
+        return {"version": version, "uri": uri, "error": (str(exc).strip().splitlines() or [type(exc).__name__])[0]}
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    return {"version": version, "uri": uri, "accuracy": scored["accuracy"], "loss": scored["loss"]}
+
+
 def evaluate(dataset_dir: str, model_dir: str, output_dir: str, push_base: str = settings.DEFAULT_PUSH_BASE,
              model_name: str = settings.MODEL_NAME, accuracy_threshold: float = settings.EVALUATE.accuracy_threshold,
              change_tolerance: float = settings.EVALUATE.change_tolerance) -> dict:
     """Evaluate model_dir/saved_model on the test split; write evaluation.json and blessing.json to output_dir."""
+    storage.check_new_output(output_dir)
     images, labels = datasets.load_split(dataset_dir, "test")
     if len(labels) == 0:
         raise UserError(f"{dataset_dir}: test split is empty")
     saved_model = Path(model_dir) / "saved_model"
     metrics = classification_metrics(predict_probabilities(saved_model, images), labels)
 
-    baseline = None
-    latest = versions.latest_servable(versions.model_base(push_base, model_name))
-    if latest is not None:
-        version, uri = latest
-        local, tmp = storage.local_copy(uri)
-        try:
-            base_metrics = classification_metrics(predict_probabilities(local, images), labels)
-        finally:
-            if tmp is not None:
-                tmp.cleanup()
-        baseline = {"version": version, "uri": uri, "accuracy": base_metrics["accuracy"],
-                    "loss": base_metrics["loss"]}
-
+    baseline = score_pushed_model(push_base, model_name, images, labels)
+    comparable = baseline is not None and "accuracy" in baseline
     blessed, reasons = bless(metrics["accuracy"], accuracy_threshold,
-                             baseline["accuracy"] if baseline else None, change_tolerance)
+                             baseline["accuracy"] if comparable else None, change_tolerance)
+    if baseline is not None and not comparable:
+        reasons[-1] = f"pushed version {baseline['version']} could not be loaded ({baseline['error']}); not compared"
     blessing = {"blessed": blessed, "reasons": reasons, "accuracy": metrics["accuracy"],
-                "accuracy_threshold": accuracy_threshold, "change_tolerance": change_tolerance, "baseline": baseline}
-    out = Path(output_dir)
-    storage.atomic_write_text(out / "evaluation.json", json.dumps(metrics, indent=2))
-    storage.atomic_write_text(out / "blessing.json", json.dumps(blessing, indent=2))
+                "accuracy_threshold": accuracy_threshold, "change_tolerance": change_tolerance, "baseline": baseline,
+                "model_sha256": versions.saved_model_digest(saved_model)}
+    with storage.atomic_directory(output_dir) as tmp:
+        (tmp / "evaluation.json").write_text(json.dumps(metrics, indent=2))
+        (tmp / "blessing.json").write_text(json.dumps(blessing, indent=2))
     return {"metrics": metrics, "blessing": blessing}
 
 

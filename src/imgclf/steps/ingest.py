@@ -36,6 +36,10 @@ def ingest(data_uri: str, output_dir: str, eval_fraction: float = settings.INGES
 
     max_*_examples > 0 keeps a seeded random subset (for quick runs and tests).
     """
+    for name, limit in (("max_train_examples", max_train_examples), ("max_test_examples", max_test_examples)):
+        if limit < 0:
+            raise UserError(f"{name}={limit}: must be >= 0 (0: all)")
+    storage.check_new_output(output_dir)
     shape = (settings.IMAGE_HEIGHT, settings.IMAGE_WIDTH)
     loaded = {name: idx.load_idx_pair(data_uri, prefix, shape) for name, prefix in settings.IDX_SOURCES.items()}
     for name, (_, labels) in loaded.items():

@@ -20,7 +20,6 @@ import base64
 import html
 import io
 import json
-from pathlib import Path
 
 import numpy as np
 
@@ -39,7 +38,8 @@ def out_of_fold_probabilities(images: np.ndarray, labels: np.ndarray, folds: int
     from sklearn.pipeline import make_pipeline
 
     features = images.reshape(len(images), -1).astype(np.float32) / 255.0
-    model = make_pipeline(PCA(PCA_COMPONENTS, random_state=seed), LogisticRegression(max_iter=300))
+    components = min(PCA_COMPONENTS, len(labels) - len(labels) // folds - 1, features.shape[1])
+    model = make_pipeline(PCA(components, random_state=seed), LogisticRegression(max_iter=300))
     cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
     return cross_val_predict(model, features, labels.astype(np.int64), cv=cv, method="predict_proba")
 
@@ -70,13 +70,17 @@ mislabelled; out-of-fold accuracy of the audit model {summary['oof_accuracy']:.3
 <h3>Most suspicious</h3>{cells}</body></html>"""
 
 
-def label_audit(dataset_dir: str, output_dir: str, max_examples: int = settings.VALIDATE.label_audit_examples, folds: int = 3, seed: int = 0,
-                cleaned_output: str | None = None) -> dict:
+def label_audit(dataset_dir: str, output_dir: str, max_examples: int = settings.VALIDATE.label_audit_examples,
+                folds: int = 3, seed: int = settings.TRAIN.seed, cleaned_output: str | None = None) -> dict:
     """Audit the train split's labels; write label_issues.json and report.html. Returns the summary."""
     from cleanlab.filter import find_label_issues
 
     if folds < 2:
         raise UserError(f"folds={folds}: need at least 2 for out-of-fold predictions")
+    if max_examples < 0:
+        raise UserError(f"max_examples={max_examples}: must be >= 0 (0: all)")
+    for path in filter(None, (output_dir, cleaned_output)):
+        storage.check_new_output(path)  # before the audit's work, and before writing anything
     images, labels = datasets.load_split(dataset_dir, "train")
     rows = np.arange(len(labels))
     if 0 < max_examples < len(labels):
@@ -97,18 +101,18 @@ def label_audit(dataset_dir: str, output_dir: str, max_examples: int = settings.
                                               minlength=settings.NUM_CLASSES).astype(int).tolist(),
         "method": f"cleanlab.filter.find_label_issues on {folds}-fold PCA({PCA_COMPONENTS})+logistic regression",
     }
-    out = Path(output_dir)
     public = [{k: v for k, v in s.items() if k != "row"} for s in suspects]
-    storage.atomic_write_text(out / "label_issues.json", json.dumps({**summary, "suspects": public}, indent=2))
-    storage.atomic_write_text(out / "report.html", render_report(summary, suspects, x))
+    with storage.atomic_directory(output_dir) as tmp:
+        (tmp / "label_issues.json").write_text(json.dumps({**summary, "suspects": public}, indent=2))
+        (tmp / "report.html").write_text(render_report(summary, suspects, x))
     if cleaned_output:
         meta = datasets.read_metadata(dataset_dir)
         drop = np.zeros(len(labels), dtype=bool)
         drop[[s["index"] for s in suspects]] = True
         splits = {s: datasets.load_split(dataset_dir, s) for s in meta["splits"]}
         splits["train"] = (images[~drop], labels[~drop])
-        datasets.write_dataset(cleaned_output, splits, {k: meta[k] for k in ("source", "seed", "eval_fraction") if k in meta}
-                               | {"label_audit_dropped": int(drop.sum())})
+        kept = {k: meta[k] for k in ("source", "seed", "eval_fraction") if k in meta}
+        datasets.write_dataset(cleaned_output, splits, kept | {"label_audit_dropped": int(drop.sum())})
         summary["dropped"] = int(drop.sum())
     return summary
 
@@ -117,9 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="imgclf-label-audit", description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", required=True, help="dataset directory written by imgclf-ingest")
     parser.add_argument("--output", required=True, help="directory for label_issues.json and report.html")
-    parser.add_argument("--max-examples", type=int, default=settings.VALIDATE.label_audit_examples, help="audit a seeded subset of train (0: all)")
+    parser.add_argument("--max-examples", type=int, default=settings.VALIDATE.label_audit_examples,
+                        help="audit a seeded subset of train (0: all)")
     parser.add_argument("--folds", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=settings.TRAIN.seed)
     parser.add_argument("--cleaned-output", help="also write the dataset without the suspects here")
     args = parser.parse_args(argv)
     s = label_audit(args.dataset, args.output, args.max_examples, args.folds, args.seed, args.cleaned_output)

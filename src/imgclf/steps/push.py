@@ -5,9 +5,10 @@ appears half-written:
   local   the SavedModel is copied to `<base>/<model>/.tmp-<id>/` and renamed
           to `<version>` in one rename (retrying with the next number if another
           push took it meanwhile);
-  gs://   files are uploaded to `<base>/<model>/.staging-<id>/`, then copied
-          server-side into `<version>/` with saved_model.pb LAST, and the staging
-          prefix deleted. TF Serving and KServe ignore non-numeric directories,
+  gs://   files are uploaded to `<base>/<model>/.staging-<id>/`, a version number
+          is claimed with a create-if-absent `<version>/.claim`, the files are copied
+          server-side into `<version>/` with saved_model.pb LAST, and the claim and
+          staging prefix deleted. TF Serving and KServe ignore non-numeric directories,
           and a version without saved_model.pb is not servable, so an interrupted
           push is never loaded; the next push skips the taken number.
 """
@@ -26,15 +27,18 @@ from imgclf import settings, storage, versions
 from imgclf.errors import UserError, run_cli
 
 MAX_RENAME_RETRIES = 20
+CLAIM_MARKER = ".claim"
 
 
 def read_blessing(path: str | Path) -> dict:
     try:
         blessing = json.loads(Path(path).read_text())
-    except FileNotFoundError:
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise UserError(f"{path}: no such blessing file") from None
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}: invalid JSON ({exc})") from None
+    if not isinstance(blessing, dict):
+        raise UserError(f"{path}: expected a JSON object with a 'blessed' field")
     if not isinstance(blessing.get("blessed"), bool):
         raise UserError(f"{path}: field 'blessed' must be true or false")
     return blessing
@@ -66,6 +70,25 @@ def _push_local(src: Path, base: storage.Location) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _claim_gcs_version(bucket, base: storage.Location) -> int:
+    """Reserve the next version number by creating `<version>/.claim` only if it does not exist.
+
+    The create carries ifGenerationMatch=0, so of two pushes racing for one number
+    only one wins; the other moves on. (gcp-storage-emulator ignores this
+    precondition; real GCS enforces it.) A claimed number counts as taken.
+    """
+    from google.api_core import exceptions as gexc
+
+    for _ in range(MAX_RENAME_RETRIES):
+        version = max(versions.taken_versions(base), default=0) + 1
+        try:
+            bucket.blob(base.child(str(version), CLAIM_MARKER).path).upload_from_string(b"", if_generation_match=0)
+            return version
+        except gexc.PreconditionFailed:
+            continue
+    raise UserError(f"{base.uri()}: could not claim a new version after {MAX_RENAME_RETRIES} tries")
+
+
 def _push_gcs(src: Path, base: storage.Location) -> int:
     client = storage.gcs_client()
     bucket = client.bucket(base.bucket)
@@ -76,11 +99,12 @@ def _push_gcs(src: Path, base: storage.Location) -> int:
     try:
         for path in files:
             bucket.blob(staging.child(path.relative_to(src).as_posix()).path).upload_from_filename(str(path))
-        version = max(versions.taken_versions(base), default=0) + 1
+        version = _claim_gcs_version(bucket, base)
         final = base.child(str(version))
         for path in files:
             rel = path.relative_to(src).as_posix()
             bucket.copy_blob(bucket.blob(staging.child(rel).path), bucket, final.child(rel).path)
+        bucket.blob(final.child(CLAIM_MARKER).path).delete()
         return version
     finally:
         for blob in client.list_blobs(base.bucket, prefix=staging.path + "/"):
@@ -95,6 +119,9 @@ def push(model_dir: str, blessing_path: str, push_base: str = settings.DEFAULT_P
         reasons = "; ".join(blessing.get("reasons", [])) or "no reason recorded"
         raise UserError(f"{blessing_path}: model is not blessed ({reasons}); refusing to push")
     src = _saved_model_dir(model_dir)
+    if blessing.get("model_sha256") != versions.saved_model_digest(src):
+        raise UserError(f"{blessing_path}: this blessing was written for another model than {model_dir} "
+                        "(model_sha256 differs); evaluate this model first")
     base = versions.model_base(push_base, model_name)
     version = _push_gcs(src, base) if base.is_gcs else _push_local(src, base)
     return {"version": version, "uri": base.child(str(version)).uri(),

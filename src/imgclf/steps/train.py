@@ -112,11 +112,14 @@ def hyperparams_from_args(args: argparse.Namespace) -> HyperParams:
     values: dict = {}
     if getattr(args, "hparams_json", None):
         try:
-            values.update(json.loads(Path(args.hparams_json).read_text()))
+            loaded = json.loads(Path(args.hparams_json).read_text())
         except FileNotFoundError:
             raise UserError(f"{args.hparams_json}: no such file") from None
         except json.JSONDecodeError as exc:
             raise UserError(f"{args.hparams_json}: invalid JSON ({exc})") from None
+        if not isinstance(loaded, dict):
+            raise UserError(f"{args.hparams_json}: expected a JSON object of hyperparameters")
+        values.update(loaded)
         values.pop("seed", None)
     values.update({f.name: getattr(args, f.name) for f in fields(HyperParams) if getattr(args, f.name) is not None})
     return HyperParams.from_dict(values, source=args.hparams_json or "flags")

@@ -127,9 +127,19 @@ def load_schema(path: str) -> dict:
         schema = json.loads(storage.read_bytes(path))
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}: invalid JSON ({exc})") from None
+    if not isinstance(schema, dict):
+        raise UserError(f"{path}: schema must be a JSON object")
     missing = [k for k in ("image_shape", "dtype", "pixel_range", "labels", "required_splits") if k not in schema]
     if missing:
         raise UserError(f"{path}: schema lacks field(s) {', '.join(missing)}")
+    checks = {"image_shape": lambda v: isinstance(v, list) and all(isinstance(d, int) for d in v),
+              "dtype": lambda v: isinstance(v, str),
+              "pixel_range": lambda v: isinstance(v, list) and len(v) == 2 and all(isinstance(d, int) for d in v),
+              "labels": lambda v: isinstance(v, list) and bool(v) and all(isinstance(d, int) for d in v),
+              "required_splits": lambda v: isinstance(v, list) and all(isinstance(d, str) for d in v)}
+    for key, ok in checks.items():
+        if not ok(schema[key]):
+            raise UserError(f"{path}: schema field '{key}' has an invalid value {schema[key]!r}")
     return schema
 
 
@@ -139,20 +149,23 @@ def validate(dataset_dir: str, output_dir: str, schema_path: str | None = None, 
     Raises UserError naming the first anomaly when fail_on_anomalies and any are found
     (the outputs are written first, so the report is there to read).
     """
+    storage.check_new_output(output_dir)
     meta = datasets.read_metadata(dataset_dir)
     num_classes = int(meta["num_classes"])
-    stats = {}
-    for split in meta["splits"]:
-        images, labels = datasets.load_split(dataset_dir, split)
-        stats[split] = split_statistics(images, labels, max(num_classes, int(labels.max(initial=0)) + 1))
+    loaded = {split: datasets.load_split(dataset_dir, split) for split in meta["splits"]}
+    # One label-count length for every split, so an out-of-range label in one split is reported
+    # as an unseen label rather than breaking the comparison between splits.
+    width = max([num_classes] + [int(labels.max(initial=0)) + 1 for _, labels in loaded.values()])
+    stats = {split: split_statistics(images, labels, width) for split, (images, labels) in loaded.items()}
     schema = load_schema(schema_path) if schema_path else infer_schema(stats.get("train") or next(iter(stats.values())),
                                                                        num_classes)
     anomalies = find_anomalies(stats, schema)
     out = Path(output_dir)
-    storage.atomic_write_text(out / "statistics.json", json.dumps(stats, indent=2))
-    storage.atomic_write_text(out / "schema.json", json.dumps(schema, indent=2))
-    storage.atomic_write_text(out / "anomalies.json", json.dumps(anomalies, indent=2))
-    storage.atomic_write_text(out / "report.html", render_report(stats, schema, anomalies))
+    with storage.atomic_directory(out) as tmp:
+        (tmp / "statistics.json").write_text(json.dumps(stats, indent=2))
+        (tmp / "schema.json").write_text(json.dumps(schema, indent=2))
+        (tmp / "anomalies.json").write_text(json.dumps(anomalies, indent=2))
+        (tmp / "report.html").write_text(render_report(stats, schema, anomalies))
     if anomalies and fail_on_anomalies:
         first = anomalies[0]
         more = f" (and {len(anomalies) - 1} more, see {out / 'anomalies.json'})" if len(anomalies) > 1 else ""
