@@ -226,9 +226,9 @@ class _Server(ThreadingHTTPServer):
 class ContractServer:
     """`with ContractServer() as kfp: ... kfp.url, kfp.state.requests`."""
 
-    def __init__(self, state: KfpState | None = None):
+    def __init__(self, state: KfpState | None = None, port: int = 0):
         self.state = state or KfpState()
-        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.state = self.state
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
@@ -243,3 +243,25 @@ class ContractServer:
 
     def calls(self, method: str, path_suffix: str) -> list[Recorded]:
         return [r for r in self.state.requests if r.method == method and r.path.endswith(path_suffix)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve the contract API in the foreground, to try `make submit` by hand (not a cluster)."""
+    import argparse
+    import time
+
+    parser = argparse.ArgumentParser(prog="python -m tests.kfp_contract_server", description=main.__doc__)
+    parser.add_argument("--port", type=int, default=8888)
+    args = parser.parse_args(argv)
+    with ContractServer(port=args.port) as server:
+        print(f"KFP v2beta1 contract server on {server.url} (Ctrl-C to stop)", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
