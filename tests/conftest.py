@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import socket
 import struct
 from pathlib import Path
 
@@ -16,7 +17,9 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from imgclf import settings  # noqa: E402
+from imgclf import settings, storage  # noqa: E402
+
+GCS_TEST_BUCKET = "imgclf-test"
 
 
 @pytest.fixture(scope="session")
@@ -65,3 +68,23 @@ def idx_dir(tmp_path) -> Path:
         write_idx(root / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)), 0x803, compress=False)
         write_idx(root / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10, 0x801, compress=False)
     return root
+
+
+@pytest.fixture(scope="session")
+def emulator():
+    """A gcp-storage-emulator on a free port with bucket GCS_TEST_BUCKET; STORAGE_EMULATOR_HOST set meanwhile."""
+    from gcp_storage_emulator.server import create_server
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    server = create_server("localhost", port, in_memory=True, default_bucket=GCS_TEST_BUCKET)
+    server.start()
+    old = os.environ.get("STORAGE_EMULATOR_HOST")
+    os.environ["STORAGE_EMULATOR_HOST"] = f"http://localhost:{port}"
+    yield storage.gcs_client().bucket(GCS_TEST_BUCKET)
+    server.stop()
+    if old is None:
+        os.environ.pop("STORAGE_EMULATOR_HOST")
+    else:
+        os.environ["STORAGE_EMULATOR_HOST"] = old

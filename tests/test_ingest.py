@@ -125,3 +125,16 @@ def test_cli_help_and_metadata(idx_dir, tmp_path, capsys):
     assert meta["splits"]["eval"]["count"] == 150 and meta["source"]["uri"] == str(idx_dir)
     with pytest.raises(UserError, match="eval_fraction=1.5"):
         ingest_step.ingest(str(idx_dir), str(tmp_path / "e"), eval_fraction=1.5)
+
+
+def test_ingest_from_gcs_matches_local(emulator, fmnist_dir, tmp_path):
+    """The same IDX files read from gs:// (gcp-storage-emulator) give the same dataset as from disk."""
+    for f in Path(fmnist_dir).iterdir():
+        emulator.blob(f"fmnist/{f.name}").upload_from_filename(str(f))
+    bucket = emulator.name
+    remote = ingest_step.ingest(f"gs://{bucket}/fmnist", str(tmp_path / "remote"), max_train_examples=500,
+                                max_test_examples=100)
+    local = ingest_step.ingest(fmnist_dir, str(tmp_path / "local"), max_train_examples=500, max_test_examples=100)
+    assert remote["splits"] == local["splits"] and remote["source"]["uri"] == f"gs://{bucket}/fmnist"
+    status, err = _run(["--data-uri", f"gs://{bucket}/nothing-here", "--output", str(tmp_path / "none")])
+    assert status == 2 and "nothing-here: no such directory" in err and not (tmp_path / "none").exists()

@@ -4,36 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 
 import pytest
 
 from imgclf import settings, storage, versions
 from imgclf.steps.push import push
+from tests.conftest import GCS_TEST_BUCKET
 
-BUCKET = "imgclf-test"
+BUCKET = GCS_TEST_BUCKET
 NAME = settings.MODEL_NAME
 FILES = {"saved_model.pb": b"graph" * 50, "fingerprint.pb": b"fp", "variables/variables.index": b"idx",
          "variables/variables.data-00000-of-00001": b"w" * 4096, "assets/vocab.txt": b"a"}
-
-
-@pytest.fixture(scope="module")
-def emulator():
-    from gcp_storage_emulator.server import create_server
-
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        port = s.getsockname()[1]
-    server = create_server("localhost", port, in_memory=True, default_bucket=BUCKET)
-    server.start()
-    old = os.environ.get("STORAGE_EMULATOR_HOST")
-    os.environ["STORAGE_EMULATOR_HOST"] = f"http://localhost:{port}"
-    yield storage.gcs_client().bucket(BUCKET)
-    server.stop()
-    if old is None:
-        os.environ.pop("STORAGE_EMULATOR_HOST")
-    else:
-        os.environ["STORAGE_EMULATOR_HOST"] = old
 
 
 @pytest.fixture
