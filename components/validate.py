@@ -7,15 +7,21 @@ from imgclf import settings
 
 
 @dsl.component(base_image=settings.CPU_IMAGE, install_kfp_package=False)
-def validate_op(dataset: Input[Dataset], schema_uri: str, statistics: Output[Artifact], report: Output[HTML]):
-    """Fail the run on data anomalies; schema_uri '' infers the schema from the train split."""
+def validate_op(dataset: Input[Dataset], schema_uri: str, reference_statistics_uri: str, statistics: Output[Artifact],
+                report: Output[HTML]):
+    """Fail the run on data anomalies; schema_uri '' infers the schema from the train split.
+
+    reference_statistics_uri: an earlier run's statistics.json (e.g. the statistics artifact of
+    the last good run in the bucket) to check drift against; '' skips that check.
+    """
     import os
     import shutil
 
     from imgclf.steps.validate import validate
 
     try:
-        result = validate(dataset.path, statistics.path, schema_uri or None)
+        result = validate(dataset.path, statistics.path, schema_uri or None,
+                          reference_statistics=reference_statistics_uri or None)
     finally:
         if os.path.exists(os.path.join(statistics.path, "report.html")):
             shutil.copyfile(os.path.join(statistics.path, "report.html"), report.path)

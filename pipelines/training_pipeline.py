@@ -40,6 +40,7 @@ def build_pipeline(gpu: bool = False):
         max_train_examples: int = I.max_train_examples,
         max_test_examples: int = I.max_test_examples,
         schema_uri: str = "",
+        reference_statistics_uri: str = "",
         label_audit_examples: int = V.label_audit_examples,
         tuner: str = settings.TUNERS[0],
         tune_algorithm: str = "",
@@ -67,7 +68,8 @@ def build_pipeline(gpu: bool = False):
         ingest = step(ingest_op(data_uri=data_uri, eval_fraction=eval_fraction, seed=seed,
                                 max_train_examples=max_train_examples, max_test_examples=max_test_examples), "ingest")
         dataset = ingest.outputs["dataset"]
-        validate = step(validate_op(dataset=dataset, schema_uri=schema_uri), "validate")
+        validate = step(validate_op(dataset=dataset, schema_uri=schema_uri,
+                                    reference_statistics_uri=reference_statistics_uri), "validate")
         step(label_audit_op(dataset=dataset, max_examples=label_audit_examples, seed=seed), "label_audit")
         # Hyperparameters: searched by KerasTuner or Katib, or taken from the parameters above.
         # tune_algorithm '' and tune_max_trials / tune_epochs 0 mean the search space's own values.

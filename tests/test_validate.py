@@ -83,3 +83,19 @@ def test_malformed_imported_schema_is_a_one_line_error(small_dataset, tmp_path):
                                                       "labels": [0, 1], "required_splits": ["train"]}))
     with pytest.raises(UserError, match="schema field 'pixel_range' has an invalid value"):
         validate(small_dataset, str(tmp_path / "v"), schema_path=str(tmp_path / "schema.json"))
+
+
+def test_drift_against_a_reference_run(small_dataset, tmp_path):
+    validate(small_dataset, str(tmp_path / "ref"))
+    reference = str(tmp_path / "ref" / "statistics.json")
+    # The same data against its own statistics: no drift.
+    assert validate(small_dataset, str(tmp_path / "same"), reference_statistics=reference)["anomalies"] == []
+    # A later dataset whose test split holds only T-shirts and trousers: label drift vs the reference's test.
+    x, y = datasets.load_split(small_dataset, "test")
+    keep = y < 2
+    later = _rewrite(small_dataset, tmp_path / "later", test=(x[keep], y[keep]))
+    result = validate(later, str(tmp_path / "v"), fail_on_anomalies=False, reference_statistics=reference)
+    kinds = {(a["split"], a["kind"]) for a in result["anomalies"]}
+    assert ("test", "label_drift_vs_reference") in kinds
+    with pytest.raises(UserError, match="not a statistics.json"):
+        validate(small_dataset, str(tmp_path / "w"), reference_statistics=str(tmp_path / "ref" / "schema.json"))

@@ -8,9 +8,9 @@ Writes to the output directory:
     anomalies.json   a list of {"split", "kind", "detail"}
     report.html      all of the above, self-contained (renders in the KFP UI)
 Anomalies (shape, dtype, value range, unseen label, empty split, severe class
-imbalance, drift between train and the other splits) stop the pipeline with a
-one-line error naming the first anomaly. Room is left for deeper checks (a
-reference dataset for drift, label-noise audits) as extra anomaly kinds.
+imbalance, drift between train and the other splits, and drift against an
+earlier run's statistics.json when one is given) stop the pipeline with a
+one-line error naming the first anomaly.
 """
 
 from __future__ import annotations
@@ -55,8 +55,24 @@ def infer_schema(train_stats: dict, num_classes: int) -> dict:
     }
 
 
-def find_anomalies(stats: dict, schema: dict, cfg=settings.VALIDATE) -> list[dict]:
-    """Compare statistics with the schema and between splits; returns a list of anomalies."""
+def drift(base: dict, other: dict, base_name: str, cfg=settings.VALIDATE) -> list[tuple[str, str]]:
+    """(kind, detail) for each drift check `other` fails against `base` (two split statistics)."""
+    found = []
+    shares = [np.asarray(s["label_shares"], dtype=float) for s in (base, other)]
+    width = max(len(x) for x in shares)
+    a, b = (np.pad(x, (0, width - len(x))) for x in shares)
+    linf = float(np.max(np.abs(a - b)))
+    if linf > cfg.max_label_linf:
+        found.append(("label_drift", f"label distribution L-inf distance to {base_name} {linf:.3f} > {cfg.max_label_linf}"))
+    shift = abs(base["pixel_mean"] - other["pixel_mean"])
+    if shift > cfg.max_pixel_mean_shift:
+        found.append(("pixel_drift", f"mean pixel shift vs {base_name} {shift:.2f} > {cfg.max_pixel_mean_shift}"))
+    return found
+
+
+def find_anomalies(stats: dict, schema: dict, cfg=settings.VALIDATE, reference: dict | None = None) -> list[dict]:
+    """Compare statistics with the schema, between splits (drift vs train) and, when given, with a
+    reference run's statistics (drift of each split vs the same split then); returns the anomalies."""
     found = []
 
     def add(split, kind, detail):
@@ -87,13 +103,12 @@ def find_anomalies(stats: dict, schema: dict, cfg=settings.VALIDATE) -> list[dic
     train = stats.get("train")
     if train and train["count"]:
         for split in (k for k in stats if k != "train" and stats[k]["count"]):
-            s = stats[split]
-            linf = float(np.max(np.abs(np.array(train["label_shares"]) - np.array(s["label_shares"]))))
-            if linf > cfg.max_label_linf:
-                add(split, "label_drift", f"label distribution L-inf distance to train {linf:.3f} > {cfg.max_label_linf}")
-            shift = abs(train["pixel_mean"] - s["pixel_mean"])
-            if shift > cfg.max_pixel_mean_shift:
-                add(split, "pixel_drift", f"mean pixel shift vs train {shift:.2f} > {cfg.max_pixel_mean_shift}")
+            for kind, detail in drift(train, stats[split], "train", cfg):
+                add(split, kind, detail)
+    for split, ref in (reference or {}).items():
+        if split in stats and stats[split]["count"] and ref.get("count"):
+            for kind, detail in drift(ref, stats[split], f"the reference's {split}", cfg):
+                add(split, f"{kind}_vs_reference", detail)
     return found
 
 
@@ -143,8 +158,25 @@ def load_schema(path: str) -> dict:
     return schema
 
 
-def validate(dataset_dir: str, output_dir: str, schema_path: str | None = None, fail_on_anomalies: bool = True) -> dict:
+def load_reference(path: str) -> dict:
+    """A statistics.json written by an earlier validate run (local or gs://)."""
+    try:
+        ref = json.loads(storage.read_bytes(path))
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: invalid JSON ({exc})") from None
+    bad = [k for k, v in (ref.items() if isinstance(ref, dict) else [("(root)", None)])
+           if not (isinstance(v, dict) and {"count", "label_shares", "pixel_mean"} <= set(v))]
+    if bad:
+        raise UserError(f"{path}: not a statistics.json from imgclf-validate (bad entry {bad[0]!r})")
+    return ref
+
+
+def validate(dataset_dir: str, output_dir: str, schema_path: str | None = None, fail_on_anomalies: bool = True,
+             reference_statistics: str | None = None) -> dict:
     """Compute statistics, infer or import the schema, check anomalies; write the four outputs.
+
+    reference_statistics: an earlier run's statistics.json; each split is also checked for
+    drift against the same split there (label shares, mean pixel), like TFX's drift comparator.
 
     Raises UserError naming the first anomaly when fail_on_anomalies and any are found
     (the outputs are written first, so the report is there to read).
@@ -159,7 +191,8 @@ def validate(dataset_dir: str, output_dir: str, schema_path: str | None = None, 
     stats = {split: split_statistics(images, labels, width) for split, (images, labels) in loaded.items()}
     schema = load_schema(schema_path) if schema_path else infer_schema(stats.get("train") or next(iter(stats.values())),
                                                                        num_classes)
-    anomalies = find_anomalies(stats, schema)
+    reference = load_reference(reference_statistics) if reference_statistics else None
+    anomalies = find_anomalies(stats, schema, reference=reference)
     out = Path(output_dir)
     with storage.atomic_directory(out) as tmp:
         (tmp / "statistics.json").write_text(json.dumps(stats, indent=2))
@@ -179,9 +212,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", required=True, help="dataset directory written by imgclf-ingest")
     parser.add_argument("--output", required=True, help="directory for statistics/schema/anomalies/report")
     parser.add_argument("--schema", help="import this schema.json instead of inferring one (local or gs://)")
+    parser.add_argument("--reference-statistics",
+                        help="statistics.json of an earlier run: also check each split for drift against it")
     parser.add_argument("--no-fail", action="store_true", help="report anomalies but exit 0")
     args = parser.parse_args(argv)
-    result = validate(args.dataset, args.output, args.schema, fail_on_anomalies=not args.no_fail)
+    result = validate(args.dataset, args.output, args.schema, fail_on_anomalies=not args.no_fail,
+                      reference_statistics=args.reference_statistics)
     print(f"validated {args.dataset}: {len(result['anomalies'])} anomalies; report in {args.output}/report.html")
     return 0
 
