@@ -1,0 +1,1 @@
+"""Test suite: step functions on small real data, the local DAG end to end, and contract tests."""
