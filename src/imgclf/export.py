@@ -17,8 +17,17 @@ from imgclf import settings
 
 
 def export_saved_model(model, path: str | Path) -> Path:
-    """Write model as a TF SavedModel directory at path (TensorFlow backend required)."""
+    """Write model as a TF SavedModel directory at path.
+
+    On the TensorFlow backend the live model is traced directly. On any other
+    backend (e.g. JAX, for speed on GPU) the model is saved as .keras and exported
+    by a TensorFlow-backend subprocess, since the signatures accept an unknown rank,
+    which jax2tf cannot trace.
+    """
     import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return _export_via_tensorflow(model, Path(path))
     import tensorflow as tf
 
     h, w = settings.IMAGE_HEIGHT, settings.IMAGE_WIDTH
@@ -43,6 +52,24 @@ def export_saved_model(model, path: str | Path) -> Path:
     return Path(path)
 
 
+def _export_via_tensorflow(model, path: Path) -> Path:
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="imgclf-export-") as tmp:
+        keras_file = Path(tmp) / "model.keras"
+        model.save(keras_file)
+        env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+        done = subprocess.run([sys.executable, "-m", "imgclf.export", str(keras_file), str(path)], env=env,
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise RuntimeError(f"SavedModel export on the TensorFlow backend failed: {tail}")
+    return path
+
+
 def load_serving_fn(path: str | Path):
     """Load an exported SavedModel; returns a callable float32 images -> probabilities (numpy)."""
     import numpy as np
@@ -56,3 +83,30 @@ def load_serving_fn(path: str | Path):
 
     predict.loaded = loaded  # keep the SavedModel alive with the function
     return predict
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m imgclf.export MODEL.keras OUTPUT_DIR`: export a saved Keras model (TensorFlow backend)."""
+    import argparse
+
+    import keras
+
+    from imgclf.errors import UserError
+
+    parser = argparse.ArgumentParser(prog="python -m imgclf.export", description=main.__doc__)
+    parser.add_argument("model", help="a .keras file written by imgclf-train")
+    parser.add_argument("output", help="SavedModel directory to write")
+    args = parser.parse_args(argv)
+    if keras.backend.backend() != "tensorflow":
+        raise UserError(f"KERAS_BACKEND={keras.backend.backend()}: export needs the tensorflow backend")
+    if not Path(args.model).is_file():
+        raise UserError(f"{args.model}: no such Keras model file")
+    export_saved_model(keras.models.load_model(args.model), args.output)
+    print(f"exported {args.model} -> {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    from imgclf.errors import run_cli
+
+    raise SystemExit(run_cli(main))
