@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import warnings
@@ -34,6 +35,8 @@ def run_local(params: dict, pipeline_root: Path = PIPELINE_ROOT) -> dict:
 
     from pipelines.training_pipeline import build_pipeline
 
+    # Steps inherit this environment: keep TensorFlow's C++ start-up chatter out of the step logs.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     pipeline_root.mkdir(parents=True, exist_ok=True)
     before = {p.name for p in pipeline_root.iterdir()}
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
