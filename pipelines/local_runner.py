@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 import warnings
@@ -22,6 +23,8 @@ from imgclf.errors import UserError, run_cli
 from imgclf.kfp_spec_check import load_pipeline_docs
 
 PIPELINE_ROOT = settings.LOCAL_RUNS_DIR / "local_outputs"
+LOCAL_TUNERS = tuple(t for t in settings.TUNERS if t != "katib")
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def _newest_run_dir(before: set[str]) -> Path | None:
@@ -50,7 +53,8 @@ def run_local(params: dict, pipeline_root: Path = PIPELINE_ROOT) -> dict:
         try:
             build_pipeline(gpu=False)(**params)
         except RuntimeError as exc:
-            raise UserError(f"local pipeline run failed: {str(exc).splitlines()[0]}") from None
+            first = ANSI_ESCAPE.sub("", str(exc).splitlines()[0])
+            raise UserError(f"local pipeline run failed: {first} (the step's own error is in its log above)") from None
     seconds = time.perf_counter() - start
     run_dir = _newest_run_dir(before)
     blessing_files = sorted(run_dir.glob("*/evaluation/blessing.json")) if run_dir else []
@@ -72,21 +76,26 @@ def main(argv: list[str] | None = None) -> int:
     spec = load_pipeline_docs(settings.PIPELINE_YAML)[0]
     declared = kfp_params.declared_parameters(spec)
     parser = argparse.ArgumentParser(prog="python -m pipelines.local_runner", description=__doc__.splitlines()[0])
-    parser.add_argument("--data-uri", default=settings.DEFAULT_DATA_URI)
-    parser.add_argument("--epochs", type=int, default=settings.TRAIN.epochs)
-    parser.add_argument("--push-base", default=settings.DEFAULT_PUSH_BASE)
-    parser.add_argument("--model-name", default=settings.MODEL_NAME)
-    parser.add_argument("--tuner", choices=settings.TUNERS, default="none",
-                        help="search hyperparameters first (keras-tuner locally; katib needs a cluster)")
+    # Precedence: local defaults < --params-file < the flags below < --param.
+    defaults = {"data_uri": settings.DEFAULT_DATA_URI, "epochs": settings.TRAIN.epochs,
+                "push_base": settings.DEFAULT_PUSH_BASE, "model_name": settings.MODEL_NAME, "tuner": "none"}
+    parser.add_argument("--data-uri", help=f"default {defaults['data_uri']}")
+    parser.add_argument("--epochs", type=int, help=f"default {defaults['epochs']}")
+    parser.add_argument("--push-base", help=f"default {defaults['push_base']}")
+    parser.add_argument("--model-name", help=f"default {defaults['model_name']}")
+    parser.add_argument("--tuner", choices=LOCAL_TUNERS,
+                        help="search hyperparameters first with KerasTuner (katib needs a cluster)")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help=f"any pipeline parameter: {', '.join(sorted(declared))}")
     parser.add_argument("--params-file", type=Path, help="YAML mapping of pipeline parameters (flags win)")
     args = parser.parse_args(argv)
-    flags = {"data_uri": args.data_uri, "epochs": args.epochs, "push_base": args.push_base,
-             "model_name": args.model_name, "tuner": args.tuner}
     file_values = kfp_params.load_params_file(args.params_file) if args.params_file else {}
-    params = kfp_params.resolve_parameters(declared, {**flags, **file_values},
+    given = {k: v for k, v in vars(args).items() if k in defaults and v is not None}
+    params = kfp_params.resolve_parameters(declared, {**defaults, **file_values, **given},
                                            kfp_params.parse_param_flags(args.param), str(args.params_file))
+    if params["tuner"] not in LOCAL_TUNERS:
+        raise UserError(f"tuner={params['tuner']!r}: Katib needs a cluster (make submit); locally use "
+                        f"{' or '.join(LOCAL_TUNERS)}")
     storage.parse_uri(params["push_base"])  # fail fast on a bad scheme
     summary = run_local(params)
     print("\n=== imgclf local run ===")

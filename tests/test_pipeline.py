@@ -79,6 +79,7 @@ def test_local_pipeline_end_to_end_pushes_only_blessed(tmp_path, monkeypatch, fm
     (["--param", "epochs=three"], "epochs='three' (--param) is not a valid integer"),
     (["--param", "tuner=keras_tuner"], "must be one of none, keras-tuner, katib"),
     (["--push-base", "s3://b/m"], "unknown URI scheme 's3://'"),
+    (["--param", "tuner=katib"], "Katib needs a cluster"),
 ])
 def test_local_runner_rejects_bad_parameters_before_running(capsys, argv, needle):
     from imgclf.errors import run_cli
@@ -87,3 +88,17 @@ def test_local_runner_rejects_bad_parameters_before_running(capsys, argv, needle
     assert run_cli(local_runner.main, argv) == 2
     err = capsys.readouterr().err
     assert needle in err and err.count("\n") == 1
+
+
+def test_local_runner_precedence_defaults_file_flags_params(tmp_path, monkeypatch):
+    from pipelines import local_runner
+
+    seen = {}
+    monkeypatch.setattr(local_runner, "run_local", lambda params: seen.update(params) or {
+        "seconds": 0, "run_dir": None, "test_accuracy": None, "blessed": None, "reasons": [],
+        "pushed_version": None, "pushed_uri": None})
+    (tmp_path / "p.yaml").write_text("epochs: 10\ntuner: keras-tuner\nbatch_size: 64\nseed: 7\n")
+    local_runner.main(["--epochs", "3", "--tuner", "none", "--params-file", str(tmp_path / "p.yaml"),
+                       "--param", "seed=9"])
+    assert (seen["epochs"], seen["tuner"], seen["batch_size"], seen["seed"]) == (3, "none", 64, 9)
+    assert seen["data_uri"] == settings.DEFAULT_DATA_URI

@@ -130,6 +130,8 @@ def test_an_unloadable_pushed_version_does_not_block_blessing(trained_model, sma
 @pytest.mark.parametrize("content, needle", [
     ('{"batch_size": null}', "batch_size=None is not a valid int"),
     ('{"dropout": "abc"}', "dropout='abc' is not a valid float"),
+    ('{"conv1_filters": 3.9}', "conv1_filters=3.9 is not a valid int"),
+    ('{"learning_rate": Infinity}', "learning_rate=inf is not a valid float"),
     ("[1, 2]", "expected a JSON object"),
     ("{", "invalid JSON"),
 ])

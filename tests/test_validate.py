@@ -99,3 +99,17 @@ def test_drift_against_a_reference_run(small_dataset, tmp_path):
     assert ("test", "label_drift_vs_reference") in kinds
     with pytest.raises(UserError, match="not a statistics.json"):
         validate(small_dataset, str(tmp_path / "w"), reference_statistics=str(tmp_path / "ref" / "schema.json"))
+
+
+@pytest.mark.parametrize("reference", [
+    {"train": {"count": 5, "label_shares": "abc", "pixel_mean": 3}},
+    {"train": {"count": 5, "label_shares": [0.5], "pixel_mean": "x"}},
+    {"train": {"count": 5, "label_shares": [[0.1], [0.9]], "pixel_mean": 3}},
+    {},
+    {"other": {"count": 5, "label_shares": [1.0], "pixel_mean": 3.0}},
+])
+def test_malformed_reference_statistics_are_one_line_errors(small_dataset, tmp_path, reference):
+    (tmp_path / "ref.json").write_text(json.dumps(reference))
+    with pytest.raises(UserError, match="ref.json: (not a statistics.json|no split in common)"):
+        validate(small_dataset, str(tmp_path / "v"), reference_statistics=str(tmp_path / "ref.json"))
+    assert not (tmp_path / "v").exists()

@@ -8,6 +8,7 @@ part of the model, so it takes raw 0..255 values.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 from imgclf import settings
@@ -55,7 +56,10 @@ class HyperParams:
             try:
                 if isinstance(value, bool):
                     raise ValueError
-                cast[key] = float(value) if known[key] == "float" else int(value)
+                number = float(value)
+                if not math.isfinite(number) or (known[key] == "int" and not number.is_integer()):
+                    raise ValueError
+                cast[key] = number if known[key] == "float" else int(number)
             except (TypeError, ValueError):
                 raise UserError(f"{source}: hyperparameter {key}={value!r} is not a valid {known[key]}") from None
         return cls(**cast)

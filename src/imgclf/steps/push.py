@@ -119,7 +119,9 @@ def push(model_dir: str, blessing_path: str, push_base: str = settings.DEFAULT_P
         reasons = "; ".join(blessing.get("reasons", [])) or "no reason recorded"
         raise UserError(f"{blessing_path}: model is not blessed ({reasons}); refusing to push")
     src = _saved_model_dir(model_dir)
-    if blessing.get("model_sha256") != versions.saved_model_digest(src):
+    if "model_sha256" not in blessing:
+        raise UserError(f"{blessing_path}: no model_sha256 (written by an older imgclf-evaluate); evaluate again")
+    if blessing["model_sha256"] != versions.saved_model_digest(src):
         raise UserError(f"{blessing_path}: this blessing was written for another model than {model_dir} "
                         "(model_sha256 differs); evaluate this model first")
     base = versions.model_base(push_base, model_name)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import html
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -164,10 +165,16 @@ def load_reference(path: str) -> dict:
         ref = json.loads(storage.read_bytes(path))
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}: invalid JSON ({exc})") from None
-    bad = [k for k, v in (ref.items() if isinstance(ref, dict) else [("(root)", None)])
-           if not (isinstance(v, dict) and {"count", "label_shares", "pixel_mean"} <= set(v))]
-    if bad:
-        raise UserError(f"{path}: not a statistics.json from imgclf-validate (bad entry {bad[0]!r})")
+    def finite(x) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+    def well_formed(v) -> bool:
+        return (isinstance(v, dict) and isinstance(v.get("count"), int) and finite(v.get("pixel_mean"))
+                and isinstance(v.get("label_shares"), list) and all(finite(x) for x in v["label_shares"]))
+
+    bad = [k for k, v in (ref.items() if isinstance(ref, dict) else [("(root)", None)]) if not well_formed(v)]
+    if bad or not ref:
+        raise UserError(f"{path}: not a statistics.json from imgclf-validate (bad entry {(bad or ['(empty)'])[0]!r})")
     return ref
 
 
@@ -192,6 +199,9 @@ def validate(dataset_dir: str, output_dir: str, schema_path: str | None = None, 
     schema = load_schema(schema_path) if schema_path else infer_schema(stats.get("train") or next(iter(stats.values())),
                                                                        num_classes)
     reference = load_reference(reference_statistics) if reference_statistics else None
+    if reference is not None and not set(reference) & set(stats):
+        raise UserError(f"{reference_statistics}: no split in common with {dataset_dir} "
+                        f"({', '.join(sorted(reference))} vs {', '.join(sorted(stats))})")
     anomalies = find_anomalies(stats, schema, reference=reference)
     out = Path(output_dir)
     with storage.atomic_directory(out) as tmp:
