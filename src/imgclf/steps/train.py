@@ -20,7 +20,7 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
-from imgclf import datasets, settings, storage
+from imgclf import datasets, input_pipeline, settings, storage
 from imgclf.errors import UserError, run_cli
 from imgclf.model import HyperParams, build_model
 
@@ -57,11 +57,10 @@ def fit(hp: HyperParams, train_xy, eval_xy, seed: int, tensorboard_dir: str | No
     if early_stopping_patience > 0:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=early_stopping_patience,
                                                        restore_best_weights=True))
-    (x_train, y_train), (x_eval, y_eval) = train_xy, eval_xy
     history = model.fit(
-        x_train[..., None], y_train,
-        validation_data=(x_eval[..., None], y_eval),
-        batch_size=hp.batch_size, epochs=hp.epochs, shuffle=True,
+        input_pipeline.train_batches(*train_xy, batch_size=hp.batch_size, seed=seed),
+        validation_data=input_pipeline.eval_batches(*eval_xy),
+        epochs=hp.epochs,
         # Keras' own bar when a person watches; our one-line-per-epoch printer otherwise.
         verbose=1 if (metrics_format == "progress" and sys.stdout.isatty()) else 0,
         callbacks=callbacks,

@@ -23,7 +23,7 @@ import time
 import warnings
 from pathlib import Path
 
-from imgclf import datasets, search_space, settings
+from imgclf import datasets, input_pipeline, search_space, settings
 from imgclf.storage import atomic_write_text
 from imgclf.errors import UserError, run_cli
 from imgclf.search_space import SearchSpace
@@ -31,7 +31,7 @@ from imgclf.search_space import SearchSpace
 PROJECT_NAME = "tuner"  # KerasTuner's state lives in <output_dir>/tuner
 FINGERPRINT_FILE = "imgclf-search.json"
 SECONDS_FILE = "imgclf-trial-seconds.json"
-VALIDATION_BATCH_SIZE = 1024  # validation has no gradient step: big batches make it cheap
+VALIDATION_BATCH_SIZE = input_pipeline.EVAL_BATCH_SIZE  # no gradient step: big batches make it cheap
 
 
 def _declare(hp, space: SearchSpace) -> dict:
@@ -68,8 +68,8 @@ def _hypermodel(space: SearchSpace, epochs: int, seed: int):
                                                  patience=space.budget.early_stopping_patience)
             kwargs.setdefault("epochs", epochs)  # Hyperband passes its own epochs / initial_epoch
             kwargs["verbose"] = 0  # one line per trial comes from ProgressTuner
-            return model.fit(x, y, validation_data=validation_data, batch_size=hparams.batch_size,
-                             validation_batch_size=VALIDATION_BATCH_SIZE, shuffle=True,
+            return model.fit(input_pipeline.train_batches(x, y, hparams.batch_size, seed),
+                             validation_data=input_pipeline.eval_batches(*validation_data, VALIDATION_BATCH_SIZE),
                              callbacks=[*(callbacks or []), stop], **kwargs)
 
     return CnnHyperModel()
@@ -209,7 +209,7 @@ def tune(dataset_dir: str, output_dir: str, space: SearchSpace | str | None = No
     warnings.filterwarnings("ignore", module="sklearn.gaussian_process")
     start = time.perf_counter()
     tuner = _make_tuner(space, algorithm, max_trials, epochs, seed, out, log)
-    tuner.search(x_train[..., None], y_train, validation_data=(x_eval[..., None], y_eval), verbose=0)
+    tuner.search(x_train, y_train, validation_data=(x_eval, y_eval), verbose=0)
     seconds = time.perf_counter() - start
 
     trials = [tuner.oracle.trials[i] for i in sorted(tuner.oracle.trials)]
