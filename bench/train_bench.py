@@ -51,8 +51,8 @@ def main() -> None:
 
     rates = {
         "fit(numpy arrays)": timed((x, y), False, batch_size=args.batch_size, shuffle=True),
-        "fit(tf.data, prefetch)": timed(pipeline(), False),
-        "fit(tf.data, prefetch, XLA)": timed(pipeline(), True),
+        "fit(tf.data, prefetch)": timed(pipeline(), False, shuffle=False),
+        "fit(tf.data, prefetch, XLA)": timed(pipeline(), True, shuffle=False),
     }
     base = rates["fit(numpy arrays)"]
     print(f"{len(y)} examples, batch {args.batch_size}, {os.cpu_count()} CPUs")

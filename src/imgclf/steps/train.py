@@ -60,7 +60,7 @@ def fit(hp: HyperParams, train_xy, eval_xy, seed: int, tensorboard_dir: str | No
     history = model.fit(
         input_pipeline.train_batches(*train_xy, batch_size=hp.batch_size, seed=seed),
         validation_data=input_pipeline.eval_batches(*eval_xy),
-        epochs=hp.epochs,
+        epochs=hp.epochs, shuffle=False,  # the pipeline shuffles (seeded); Keras would only warn
         # Keras' own bar when a person watches; our one-line-per-epoch printer otherwise.
         verbose=1 if (metrics_format == "progress" and sys.stdout.isatty()) else 0,
         callbacks=callbacks,

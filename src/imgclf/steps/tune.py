@@ -70,7 +70,7 @@ def _hypermodel(space: SearchSpace, epochs: int, seed: int):
             kwargs["verbose"] = 0  # one line per trial comes from ProgressTuner
             return model.fit(input_pipeline.train_batches(x, y, hparams.batch_size, seed),
                              validation_data=input_pipeline.eval_batches(*validation_data, VALIDATION_BATCH_SIZE),
-                             callbacks=[*(callbacks or []), stop], **kwargs)
+                             callbacks=[*(callbacks or []), stop], **{**kwargs, "shuffle": False})
 
     return CnnHyperModel()
 
