@@ -196,11 +196,9 @@ def stage_dataset(dataset_dir: str, mount: str = katib_experiment.DATA_MOUNT) ->
     The copy lands in <mount>/datasets/<train split sha256[:16]>: content-addressed, so a second run with
     the same data reuses it, and it appears atomically (copied aside, then renamed). Returns its path.
     """
-    import os
     import shutil
-    import tempfile
 
-    from imgclf import datasets
+    from imgclf import datasets, storage
 
     meta = datasets.read_metadata(dataset_dir)
     root = Path(mount) / "datasets"
@@ -209,13 +207,10 @@ def stage_dataset(dataset_dir: str, mount: str = katib_experiment.DATA_MOUNT) ->
         return str(target)
     if not Path(mount).is_dir():
         raise UserError(f"{mount}: data volume not mounted (mount the data PVC on the katib_tune step)")
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=root))
     try:
-        shutil.copytree(dataset_dir, tmp, dirs_exist_ok=True)
-        os.rename(tmp, target)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with storage.atomic_directory(target) as tmp:
+            shutil.copytree(dataset_dir, tmp, dirs_exist_ok=True)
+    except (OSError, UserError):
         if not (target / datasets.METADATA_FILE).exists():  # not a concurrent run that won the rename
             raise
     return str(target)

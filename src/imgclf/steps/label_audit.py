@@ -109,8 +109,8 @@ def label_audit(dataset_dir: str, output_dir: str, max_examples: int = settings.
         meta = datasets.read_metadata(dataset_dir)
         drop = np.zeros(len(labels), dtype=bool)
         drop[[s["index"] for s in suspects]] = True
-        splits = {s: datasets.load_split(dataset_dir, s) for s in meta["splits"]}
-        splits["train"] = (images[~drop], labels[~drop])
+        splits = {s: (images[~drop], labels[~drop]) if s == "train" else datasets.load_split(dataset_dir, s)
+                  for s in meta["splits"]}
         kept = {k: meta[k] for k in ("source", "seed", "eval_fraction") if k in meta}
         datasets.write_dataset(cleaned_output, splits, kept | {"label_audit_dropped": int(drop.sum())})
         summary["dropped"] = int(drop.sum())
