@@ -1,19 +1,21 @@
 """KFP component: run the generated Katib Experiment and return its best hyperparameters (imgclf.katib_client)."""
 
 from kfp import dsl
-from kfp.dsl import Artifact, Dataset, Input, Metrics, Output
+from kfp.dsl import Artifact, Metrics, Output
 
 from imgclf import settings
 
 
 @dsl.component(base_image=settings.CPU_IMAGE, install_kfp_package=False)
-def katib_tune_op(dataset: Input[Dataset], namespace: str, data_pvc: str, max_trials: int, parallel_trials: int,
-                  gpu: bool, timeout_minutes: int, hyperparameters: Output[Artifact], metrics: Output[Metrics]) -> str:
-    """Stage the dataset on the data PVC, create the Experiment, follow it, write best_hyperparameters.json.
+def katib_tune_op(dataset_path: str, namespace: str, data_pvc: str, algorithm: str, max_trials: int,
+                  parallel_trials: int, epochs: int, seed: int, gpu: bool, timeout_minutes: int,
+                  hyperparameters: Output[Artifact], metrics: Output[Metrics]) -> str:
+    """Create the Experiment (trials read dataset_path from PVC data_pvc), follow it, write best_hyperparameters.json.
 
-    The task must mount PVC `data_pvc` at /data (kfp-kubernetes mount_pvc), and its service account must be
-    allowed to create experiments.kubeflow.org (Kubeflow's default-editor is). namespace '' means the pod's
-    own; max_trials / parallel_trials 0 take the search space's budget.
+    Holds no volume itself: katib_stage_op put the data on the claim and has finished. Its service account must
+    be allowed to create experiments.kubeflow.org (Kubeflow's default-editor is). namespace '' means the pod's own
+    (the only one whose PVC trials can mount; another is refused); algorithm '' and max_trials / parallel_trials /
+    epochs 0 take the search space's values.
     """
     import json
     import os
@@ -23,13 +25,13 @@ def katib_tune_op(dataset: Input[Dataset], namespace: str, data_pvc: str, max_tr
     from imgclf import katib_client
     from imgclf.katib_experiment import ExperimentOptions
 
-    data_path = katib_client.stage_dataset(dataset.path)
-    opts = ExperimentOptions(gpu=gpu, data_pvc=data_pvc, max_trials=max_trials or None,
-                             parallel_trials=parallel_trials or None)
+    namespace = katib_client.experiment_namespace(namespace, data_pvc)
+    opts = ExperimentOptions(gpu=gpu, data_pvc=data_pvc, algorithm=algorithm or None, max_trials=max_trials or None,
+                             parallel_trials=parallel_trials or None, epochs=epochs or None, seed=seed)
     work = tempfile.mkdtemp(prefix="katib-")
-    result = katib_client.run_experiment(katib_client.api_client(), namespace or katib_client.current_namespace(),
-                                         work, dataset_path=data_path, opts=opts,
-                                         timeout_seconds=timeout_minutes * 60, log=lambda line: print(line, flush=True))
+    result = katib_client.run_experiment(katib_client.api_client(), namespace, work, dataset_path=dataset_path,
+                                         opts=opts, timeout_seconds=timeout_minutes * 60,
+                                         log=lambda line: print(line, flush=True))
     os.makedirs(hyperparameters.path, exist_ok=True)
     shutil.copyfile(os.path.join(work, "best_hyperparameters.json"),
                     os.path.join(hyperparameters.path, "best_hyperparameters.json"))

@@ -17,11 +17,16 @@ from kfp.dsl import PipelineTask
 
 from imgclf import settings
 
-STEPS = ("ingest", "validate", "label_audit", "hyperparameters", "tune", "katib_tune", "train", "evaluate", "export_tflite", "push")
+STEPS = ("ingest", "validate", "label_audit", "hyperparameters", "tune", "katib_stage", "katib_tune", "train", "evaluate",
+         "export_tflite", "push")
 # Steps that get the larger CPU/memory limits and, with gpu=True, a GPU.
 HEAVY_STEPS = ("tune", "train")
-# Never cache: ingest reads a mutable URI; push has a side effect (a new served version).
-UNCACHED_STEPS = ("ingest", "push")
+# Never cache: ingest reads a mutable URI; push has a side effect (a new served version);
+# and every task inside the dsl.If/Elif/Else branches that feed dsl.OneOf: the backend resolves the OneOf
+# from the branch DAG's state, which only the launcher updates, and a cached task skips the launcher
+# ("processing OneOf: No successful task found" on a re-run with the same parameters).
+ONEOF_BRANCH_STEPS = ("tune", "katib_stage", "katib_tune", "hyperparameters")
+UNCACHED_STEPS = ("ingest", "push", *ONEOF_BRANCH_STEPS)
 GPU_TOLERATION_OPERATOR = "Exists"
 GPU_TOLERATION_EFFECT = "NoSchedule"
 

@@ -16,6 +16,7 @@ from components.evaluate import evaluate_op
 from components.export_tflite import export_tflite_op
 from components.hyperparameters import default_hyperparameters_op
 from components.ingest import ingest_op
+from components.katib_stage import katib_stage_op
 from components.katib_tune import katib_tune_op
 from components.label_audit import label_audit_op
 from components.push import push_op
@@ -61,9 +62,11 @@ def build_pipeline(gpu: bool = False):
         change_tolerance: float = E.change_tolerance,
         push_base: str = settings.SERVING_STORAGE_URI,
         model_name: str = settings.MODEL_NAME,
+        rollout_inferenceservice: str = "",
     ):
+        # No set_display_name and no condition names: both need KFP backend >= 2.14 (imgclf.kfp_compat).
         def step(task, name):
-            return apply_platform(task.set_display_name(name), name, gpu=gpu)
+            return apply_platform(task, name, gpu=gpu)
 
         ingest = step(ingest_op(data_uri=data_uri, eval_fraction=eval_fraction, seed=seed,
                                 max_train_examples=max_train_examples, max_test_examples=max_test_examples), "ingest")
@@ -73,15 +76,19 @@ def build_pipeline(gpu: bool = False):
         step(label_audit_op(dataset=dataset, max_examples=label_audit_examples, seed=seed), "label_audit")
         # Hyperparameters: searched by KerasTuner or Katib, or taken from the parameters above.
         # tune_algorithm '' and tune_max_trials / tune_epochs 0 mean the search space's own values.
-        with dsl.If(tuner == "keras-tuner", name="keras-tuner"):
+        with dsl.If(tuner == "keras-tuner"):
             keras_tuner = step(tune_op(dataset=dataset, algorithm=tune_algorithm, max_trials=tune_max_trials,
                                        epochs=tune_epochs, seed=seed, state_dir=""), "tune").after(validate)
-        with dsl.Elif(tuner == "katib", name="katib"):
-            katib = step(katib_tune_op(dataset=dataset, namespace=katib_namespace, data_pvc=katib_data_pvc,
-                                       max_trials=tune_max_trials, parallel_trials=0, gpu=gpu,
-                                       timeout_minutes=katib_timeout_minutes), "katib_tune").after(validate)
-            kubernetes.mount_pvc(katib, pvc_name=katib_data_pvc, mount_path=settings.KATIB_DATA_MOUNT)
-        with dsl.Else(name="no-tuner"):
+        with dsl.Elif(tuner == "katib"):
+            # Only the staging task mounts the claim (read-write) and it ends before the Experiment starts;
+            # the launcher that waits on the Experiment holds no volume, and trials mount it read-only.
+            stage = step(katib_stage_op(dataset=dataset), "katib_stage").after(validate)
+            kubernetes.mount_pvc(stage, pvc_name=katib_data_pvc, mount_path=settings.KATIB_DATA_MOUNT)
+            katib = step(katib_tune_op(dataset_path=stage.output, namespace=katib_namespace, data_pvc=katib_data_pvc,
+                                       algorithm=tune_algorithm, max_trials=tune_max_trials, parallel_trials=0,
+                                       epochs=tune_epochs, seed=seed, gpu=gpu,
+                                       timeout_minutes=katib_timeout_minutes), "katib_tune")
+        with dsl.Else():
             defaults = step(default_hyperparameters_op(
                 conv1_filters=conv1_filters, conv2_filters=conv2_filters, kernel_size=kernel_size,
                 dense_units=dense_units, dropout=dropout, learning_rate=learning_rate, batch_size=batch_size),
@@ -92,8 +99,9 @@ def build_pipeline(gpu: bool = False):
                                     model_name=model_name, accuracy_threshold=accuracy_threshold,
                                     change_tolerance=change_tolerance), "evaluate")
         step(export_tflite_op(dataset=dataset, model=train.outputs["model"]), "export_tflite")
-        with dsl.If(evaluate.outputs["Output"] == True, name="blessed"):  # noqa: E712 (KFP condition)
+        with dsl.If(evaluate.outputs["Output"] == True):  # noqa: E712 (KFP condition)
             step(push_op(model=train.outputs["model"], evaluation=evaluate.outputs["evaluation"],
-                         push_base=push_base, model_name=model_name), "push")
+                         push_base=push_base, model_name=model_name,
+                         rollout_inferenceservice=rollout_inferenceservice), "push")
 
     return training_pipeline

@@ -48,6 +48,7 @@ class KfpState:
     required_token: str | None = None  # when set, Authorization must be "Bearer <token>"
     healthz_public: bool = False  # like a port-forward to the API server: healthz without auth
     multi_user: bool = False
+    tag_name: str = "2.5.0"  # the backend version healthz reports (Kubeflow 1.10 ships 2.5.0)
     namespaces: tuple[str, ...] = ("kubeflow-user",)
     run_states: tuple[str, ...] = ("PENDING", "RUNNING", "SUCCEEDED")
     pipelines: dict[str, dict] = field(default_factory=dict)
@@ -99,7 +100,9 @@ class KfpApi:
     def handle(self, method: str, path: str, q: dict[str, str], body: Any) -> dict:
         s = self.s
         if (method, path) == ("GET", f"{API}/healthz"):
-            return {"multi_user": s.multi_user, "pipeline_store": "database"}
+            # The shape of the API server's own handler (backend/src/apiserver/main.go); TAG_NAME defaults to "unknown".
+            return {"commit_sha": "0a1b2c3", "tag_name": s.tag_name, "multi_user": s.multi_user,
+                    "pipeline_store": "database"}
         if (method, path) == ("GET", f"{API}/pipelines"):
             self._check_namespace(q.get("namespace"))
             wanted = _display_name_filter(q)

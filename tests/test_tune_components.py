@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from kfp.dsl import Artifact, Dataset, Markdown, Metrics
 
+from components.katib_stage import katib_stage_op
 from components.katib_tune import katib_tune_op
 from components.tune import tune_op
 from imgclf import katib_client, settings
@@ -41,24 +42,44 @@ def test_tune_op_writes_what_train_op_reads(tiny_dataset, tmp_path):
     assert hparams.metadata["source"] == "keras-tuner random"
 
 
-def test_katib_tune_op_against_the_contract_server(tiny_dataset, tmp_path, monkeypatch):
+def test_katib_stage_then_tune_against_the_contract_server(tiny_dataset, tmp_path, monkeypatch):
     data_volume = tmp_path / "pvc"
     data_volume.mkdir()
     real_stage = katib_client.stage_dataset
     monkeypatch.setattr(katib_client, "stage_dataset", lambda d: real_stage(d, str(data_volume)))
+    monkeypatch.setattr(katib_client, "current_namespace", lambda: "kubeflow-user")
+    staged = katib_stage_op.python_func(dataset=_artifact(Dataset, Path(tiny_dataset)))
+    assert staged.startswith(str(data_volume / "datasets")) and Path(staged, "metadata.json").is_file()
     with ContractServer() as server:
         real_api_client = katib_client.api_client
         monkeypatch.setattr(katib_client, "api_client", lambda: real_api_client(host=server.url))
         hparams, metrics = _artifact(Artifact, tmp_path / "hp"), _artifact(Metrics, tmp_path / "m")
-        katib_tune_op.python_func(dataset=_artifact(Dataset, Path(tiny_dataset)),
-                                  namespace="kubeflow-user", data_pvc="imgclf-data", max_trials=2, parallel_trials=1,
-                                  gpu=False, timeout_minutes=1, hyperparameters=hparams, metrics=metrics)
-        created = next(iter(server.experiments.values()))
-    command = created["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["command"]
-    staged = [a.split("=", 1)[1] for a in command if a.startswith("--dataset=")][0]
-    assert staged.startswith(str(data_volume / "datasets")) and (data_volume / "datasets").is_dir()
-    assert HyperParams.from_dict(json.loads((tmp_path / "hp" / "best_hyperparameters.json").read_text()))
+        katib_tune_op.python_func(dataset_path=staged, namespace="", data_pvc="imgclf-data", algorithm="random",
+                                  max_trials=2, parallel_trials=1, epochs=2, seed=7, gpu=False, timeout_minutes=1,
+                                  hyperparameters=hparams, metrics=metrics)
+        [(key, created)] = server.experiments.items()
+    assert key[0] == "kubeflow-user"  # the run's own namespace: the one holding the PVC
+    spec = created["spec"]
+    command = spec["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert f"--dataset={staged}" in command and "--epochs=2" in command and "--seed=7" in command
+    assert spec["algorithm"]["algorithmName"] == "random"
+    best = HyperParams.from_dict(json.loads((tmp_path / "hp" / "best_hyperparameters.json").read_text()))
+    assert best.epochs == 2
     assert metrics.metadata["trials_total"] == 2
     assert hparams.metadata["source"].startswith("katib kubeflow-user/imgclf-tune-")
     # staging again reuses the content-addressed copy
     assert real_stage(tiny_dataset, str(data_volume)) == staged
+
+
+def test_katib_tune_op_refuses_a_namespace_without_the_staged_pvc(tmp_path, monkeypatch):
+    from imgclf.errors import UserError
+
+    monkeypatch.setattr(katib_client, "current_namespace", lambda: "team-a")
+    with pytest.raises(UserError) as info:
+        katib_tune_op.python_func(dataset_path="/data/datasets/x", namespace="team-b", data_pvc="imgclf-data",
+                                  algorithm="", max_trials=0, parallel_trials=0, epochs=0, seed=1, gpu=False,
+                                  timeout_minutes=1, hyperparameters=_artifact(Artifact, tmp_path / "hp"),
+                                  metrics=_artifact(Metrics, tmp_path / "m"))
+    assert str(info.value) == ("katib_namespace='team-b': trials could not mount PVC 'imgclf-data', which the run "
+                               "staged in namespace 'team-a'; leave katib_namespace empty or run the pipeline in "
+                               "'team-b'")

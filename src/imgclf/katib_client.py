@@ -17,6 +17,7 @@ from pathlib import Path
 
 from imgclf import katib_experiment, search_space
 from imgclf.errors import UserError
+from imgclf.kube import api_client, current_namespace  # noqa: F401 (part of this module's API)
 from imgclf.search_space import SearchSpace
 from imgclf.storage import atomic_write_text
 
@@ -25,28 +26,6 @@ TERMINAL = ("Succeeded", "Failed")
 # What to run instead when Katib is missing: the pipeline parameter `tuner` (settings.PARAMETER_CHOICES),
 # which the local runner also takes as --tuner.
 FALLBACK_TUNER = ("tuner", "keras-tuner")
-
-
-def api_client(host: str | None = None, token: str | None = None):
-    """A kubernetes ApiClient: `host` (tests, port-forwards) or in-cluster config, else ~/.kube/config."""
-    import os
-
-    from kubernetes import client, config
-
-    if host:
-        cfg = client.Configuration()
-        cfg.host = host
-        if token:
-            cfg.api_key = {"authorization": f"Bearer {token}"}
-        return client.ApiClient(cfg)
-    try:
-        if os.environ.get("KUBERNETES_SERVICE_HOST"):
-            config.load_incluster_config()
-        else:
-            config.load_kube_config()
-    except config.ConfigException as exc:
-        raise UserError(f"no Kubernetes configuration (in-cluster or kubeconfig): {exc}") from None
-    return client.ApiClient()
 
 
 def _api_error(exc, action: str, namespace: str, name: str = "") -> UserError:
@@ -173,7 +152,7 @@ def run_experiment(api, namespace: str, output_dir: str, dataset_path: str = kat
         f"{body['spec']['maxTrialCount']} trials, {body['spec']['parallelTrialCount']} in parallel)")
     experiment = wait_for_experiment(api, namespace, name, space.objective.metric, poll_seconds, timeout_seconds,
                                      log, sleep)
-    hp = dataclasses.replace(best_hyperparameters(experiment, space), epochs=space.budget.epochs_per_trial)
+    hp = dataclasses.replace(best_hyperparameters(experiment, space), epochs=opts.epochs or space.budget.epochs_per_trial)
     status = experiment.get("status", {})
     metrics = {
         f"best_{space.objective.metric}": _best_metric(experiment, space.objective.metric),
@@ -216,7 +195,14 @@ def stage_dataset(dataset_dir: str, mount: str = katib_experiment.DATA_MOUNT) ->
     return str(target)
 
 
-def current_namespace(default: str = "kubeflow") -> str:
-    """The pod's own namespace (the Kubeflow profile a pipeline runs in), else `default`."""
-    path = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-    return path.read_text().strip() if path.exists() else default
+def experiment_namespace(requested: str, data_pvc: str, own: str | None = None) -> str:
+    """The namespace for the Experiment: the run's own, where the staging step wrote to PVC `data_pvc`.
+
+    A PVC belongs to one namespace, and trials can only mount claims of their own namespace, so an
+    Experiment elsewhere would read another volume (or none): refuse in one line.
+    """
+    own = own or current_namespace()
+    if requested and requested != own:
+        raise UserError(f"katib_namespace={requested!r}: trials could not mount PVC {data_pvc!r}, which the run "
+                        f"staged in namespace {own!r}; leave katib_namespace empty or run the pipeline in {requested!r}")
+    return own

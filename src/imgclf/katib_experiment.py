@@ -38,6 +38,8 @@ DATA_VOLUME, DATA_MOUNT = "data", settings.KATIB_DATA_MOUNT
 DEFAULT_DATA_PVC = settings.KATIB_DATA_PVC
 DEFAULT_DATASET_PATH = f"{DATA_MOUNT}/{settings.KATIB_DATASET_DIR}"
 SCRATCH_VOLUME, SCRATCH_MOUNT = "scratch", "/workspace"
+ISTIO_INJECT = "sidecar.istio.io/inject"
+TRIAL_UID = 1000  # the `imgclf` user of images/Dockerfile.*
 STRATEGY = {"maximize": "max", "minimize": "min"}
 OUTPUTS = {False: "experiment.yaml", True: "experiment-gpu.yaml"}
 
@@ -55,6 +57,7 @@ class ExperimentOptions:
     seed: int = settings.TRAIN.seed
     max_trials: int | None = None
     parallel_trials: int | None = None
+    epochs: int | None = None  # None: the space's epochs_per_trial
 
 
 def _feasible_space(p: Parameter) -> tuple[str, dict]:
@@ -80,7 +83,8 @@ def _flag(name: str) -> str:
 
 def build_experiment(space: SearchSpace, opts: ExperimentOptions = ExperimentOptions()) -> dict:
     """The Experiment as a plain dict (validated with `validate_experiment`)."""
-    algorithm = opts.algorithm or FROM_SPACE_ALGORITHM[space.algorithm]
+    # Our tuner's names (bayesian, random, hyperband) are accepted too, so one `tune_algorithm` drives both tuners.
+    algorithm = FROM_SPACE_ALGORITHM.get(opts.algorithm or space.algorithm, opts.algorithm)
     if algorithm not in KATIB_ALGORITHMS:
         raise UserError(f"Katib algorithm {algorithm!r}: unknown (known: {', '.join(KATIB_ALGORITHMS)})")
     if algorithm not in SUPPORTED_ALGORITHMS:
@@ -99,7 +103,7 @@ def build_experiment(space: SearchSpace, opts: ExperimentOptions = ExperimentOpt
 
     parameters, trial_parameters = [], []
     command = ["imgclf-train", f"--dataset={opts.dataset_path}", f"--output={SCRATCH_MOUNT}/model",
-               "--metrics-format=katib", f"--epochs={budget.epochs_per_trial}", f"--seed={opts.seed}"]
+               "--metrics-format=katib", f"--epochs={opts.epochs or budget.epochs_per_trial}", f"--seed={opts.seed}"]
     for p in space.parameters:
         ptype, feasible = _feasible_space(p)
         parameters.append({"name": p.name, "parameterType": ptype, "feasibleSpace": feasible})
@@ -109,7 +113,11 @@ def build_experiment(space: SearchSpace, opts: ExperimentOptions = ExperimentOpt
     cluster = settings.CLUSTER
     resources = {"requests": {"cpu": cluster.cpu_request, "memory": cluster.memory_request},
                  "limits": {"cpu": cluster.train_cpu_limit, "memory": cluster.train_memory_limit}}
-    pod_spec: dict = {"restartPolicy": "Never"}
+    # Our image runs as uid/gid 1000; fsGroup makes the data volume's files readable by that group on volume
+    # types that honour it, and OnRootMismatch skips the recursive chown when the root already matches.
+    pod_spec: dict = {"restartPolicy": "Never",
+                      "securityContext": {"runAsUser": TRIAL_UID, "runAsGroup": TRIAL_UID, "runAsNonRoot": True,
+                                          "fsGroup": TRIAL_UID, "fsGroupChangePolicy": "OnRootMismatch"}}
     if opts.gpu:
         resources["limits"][cluster.gpu_accelerator] = str(cluster.gpu_count)
         pod_spec["nodeSelector"] = {cluster.gpu_node_selector_key: cluster.gpu_node_selector_value}
@@ -161,7 +169,8 @@ def build_experiment(space: SearchSpace, opts: ExperimentOptions = ExperimentOpt
                     "spec": {
                         "backoffLimit": 0,  # a failed trial is a result, not something to retry
                         "template": {
-                            "metadata": {"annotations": {"sidecar.istio.io/inject": "false"}},
+                            # Katib >= 0.19 and current Istio read the label; older Istio the annotation.
+                            "metadata": {"labels": {ISTIO_INJECT: "false"}, "annotations": {ISTIO_INJECT: "false"}},
                             "spec": pod_spec,
                         },
                     },

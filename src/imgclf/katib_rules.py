@@ -87,5 +87,8 @@ def validate_experiment(exp: dict) -> None:
     if not primary.get("command") or primary["command"][0] in ("sh", "bash", "/bin/sh", "/bin/bash"):
         raise UserError(f"{where}: the primary container needs an exec-form command (no shell wrapper) so the "
                         f"metrics collector finds the trainer process")
-    if trial_spec["spec"]["template"].get("metadata", {}).get("annotations", {}).get("sidecar.istio.io/inject") != "false":
-        raise UserError(f"{where}: trial pods need annotation sidecar.istio.io/inject: \"false\" (trials hang otherwise)")
+    meta = trial_spec["spec"]["template"].get("metadata", {})
+    for kind in ("labels", "annotations"):  # label: Katib >= 0.19 and current Istio; annotation: older Istio
+        if meta.get(kind, {}).get("sidecar.istio.io/inject") != "false":
+            raise UserError(f"{where}: trial pods need {kind[:-1]} sidecar.istio.io/inject: \"false\" "
+                            f"(trials hang otherwise)")

@@ -28,6 +28,7 @@ import yaml
 
 from imgclf import settings
 from imgclf.errors import UserError, run_cli
+from imgclf.kfp_compat import MIN_BACKEND, check_backend_version
 from imgclf.kfp_connect import AUTH_MODES, explain_api_error, make_client, preflight, resolve_auth
 from imgclf.kfp_params import declared_parameters, load_params_file, parse_param_flags, resolve_parameters
 from imgclf.kfp_spec_check import load_pipeline_docs, validate_pipeline_yaml
@@ -161,6 +162,13 @@ def wait_for_run(client, run_id: str, poll_s: float, timeout_s: float) -> str:
             time.sleep(poll_s)
 
 
+def require_backend_version(health: dict, host: str) -> None:
+    """Refuse a KFP backend older than kfp_compat.MIN_BACKEND (its healthz tag_name); warn when it does not say."""
+    if not check_backend_version(health, host):
+        print(f"warning: KFP at {host} reports no version (tag_name {health.get('tag_name')!r}); this pipeline "
+              f"needs backend >= {MIN_BACKEND}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     path, name, params = _prepare(args)
@@ -172,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         host = "https://" + host
     auth = resolve_auth(args.auth, args.token_file, args.cookie_file)
     health = preflight(host, auth)
+    require_backend_version(health, host)
     if health.get("multi_user") and not args.namespace:
         raise UserError(f"KFP at {host} is multi-user: pass --namespace <your profile namespace>")
 

@@ -136,9 +136,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--blessing", required=True, help="blessing.json written by imgclf-evaluate")
     parser.add_argument("--push-base", default=settings.DEFAULT_PUSH_BASE, help="local directory or gs://bucket/prefix")
     parser.add_argument("--model-name", default=settings.MODEL_NAME)
+    parser.add_argument("--rollout-inferenceservice", metavar="[NAMESPACE/]NAME",
+                        help="then patch this KServe InferenceService so it serves the new version (kserve_rollout)")
     args = parser.parse_args(argv)
     result = push(args.model, args.blessing, args.push_base, args.model_name)
     print(f"pushed version {result['version']} to {result['uri']}")
+    if args.rollout_inferenceservice:
+        from imgclf import kserve_rollout
+
+        print(kserve_rollout.roll_after_push(args.rollout_inferenceservice, result))
     return 0
 
 

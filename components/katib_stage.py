@@ -1,0 +1,18 @@
+"""KFP component: copy the Dataset artifact onto the Katib data PVC (imgclf.katib_client.stage_dataset)."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input
+
+from imgclf import settings
+
+
+@dsl.component(base_image=settings.CPU_IMAGE, install_kfp_package=False)
+def katib_stage_op(dataset: Input[Dataset]) -> str:
+    """Stage the dataset under /data/datasets/<sha> (content-addressed, atomic); returns the path trials read.
+
+    The only task that mounts the data PVC read-write (kfp-kubernetes mount_pvc at /data); it ends before
+    the Experiment starts, so trials on other nodes can mount the claim (read-only) without a Multi-Attach.
+    """
+    from imgclf import katib_client
+
+    return katib_client.stage_dataset(dataset.path)
