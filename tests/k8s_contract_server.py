@@ -173,7 +173,7 @@ class _Handler(BaseHTTPRequestHandler):
                                                      and group_version not in self.server.served):
             self._send(404, "404 page not found\n", "text/plain; charset=utf-8")
             return True
-        rest = parts[2:] if group_version == "v1" else parts[4:]
+        rest = parts[3:] if group_version == "v1" else parts[4:]
         if rest[:1] == ["namespaces"] and len(rest) >= 3 and not self.server.namespace_exists(rest[1]):
             self._send(404, _status(404, "NotFound", f'namespaces "{rest[1]}" not found', "namespaces", rest[1]))
             return True

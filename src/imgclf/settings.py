@@ -17,11 +17,11 @@ IMAGE_TAG = "0.1.0"
 CPU_IMAGE = f"{IMAGE_REPOSITORY}:{IMAGE_TAG}"
 GPU_IMAGE = f"{IMAGE_REPOSITORY}:{IMAGE_TAG}-gpu"
 # TF Serving images used by the plain Deployment (pinned, never :latest).
-TF_SERVING_IMAGE = "tensorflow/serving:2.19.0"
-TF_SERVING_GPU_IMAGE = "tensorflow/serving:2.19.0-gpu"
+TF_SERVING_IMAGE = "tensorflow/serving:2.20.0"
+TF_SERVING_GPU_IMAGE = "tensorflow/serving:2.20.0-gpu"
 # KServe's TensorFlow runtime versions (a "-gpu" version needs a GPU and vice versa).
-KSERVE_TF_RUNTIME_VERSION = "2.19.0"
-KSERVE_TF_GPU_RUNTIME_VERSION = "2.19.0-gpu"
+KSERVE_TF_RUNTIME_VERSION = "2.20.0"
+KSERVE_TF_GPU_RUNTIME_VERSION = "2.20.0-gpu"
 
 # --- Repository paths ---
 REPO_ROOT = Path(__file__).resolve().parents[2]
