@@ -102,3 +102,11 @@ check-katib: venv ## fail if the committed Katib YAML is stale
 tune: venv data ## KerasTuner search on Fashion-MNIST (re-run to resume); ARGS="--max-trials 3 --epochs 1"
 	@test -f $(TUNE_DATASET)/metadata.json || $(BIN)/imgclf-ingest --output $(TUNE_DATASET)
 	$(BIN)/imgclf-tune --dataset $(TUNE_DATASET) --output $(TUNE_OUTPUT) $(ARGS)
+
+# --- Cluster readiness: backend compatibility, serving runtime parity, doctor (README "On a cluster") ---
+.PHONY: runtime-parity doctor
+doctor: venv ## check a cluster before a run, one line per check with its fix: ARGS="--host URL --namespace NS --push-base URI"
+	$(BIN)/python -m imgclf.doctor $(ARGS)
+
+runtime-parity: venv data ## load our SavedModel with the serving image's TensorFlow (throwaway venv from PyPI) and compare predictions
+	$(BIN)/python -m tests.runtime_parity $(ARGS)
