@@ -89,3 +89,18 @@ def test_submit_accepts_the_minimum_and_newer(capsys):
             assert _submit(kfp.url) == 0
             assert kfp.calls("POST", "/runs")
     assert "warning" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=["cpu", "gpu"])
+def test_only_the_staging_task_mounts_the_data_pvc(path):
+    spec, platform = load_pipeline_docs(path)
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    mounts = {name: cfg["pvcMount"] for name, cfg in executors.items() if "pvcMount" in cfg}
+    assert list(mounts) == ["exec-katib-stage-op"]
+    [mount] = mounts["exec-katib-stage-op"]
+    assert mount["mountPath"] == settings.KATIB_DATA_MOUNT
+    assert mount["pvcNameParameter"] == {"componentInputParameter": "pipelinechannel--katib_data_pvc"}
+    # the waiting launcher runs after staging has finished (its dataset_path is the staging task's output)
+    katib = next(c for c in spec["components"].values()
+                 if "katib-tune-op" in c.get("dag", {}).get("tasks", {}))["dag"]["tasks"]["katib-tune-op"]
+    assert katib["inputs"]["parameters"]["dataset_path"]["taskOutputParameter"]["producerTask"] == "katib-stage-op"
