@@ -114,6 +114,13 @@ def test_raw_deployment_mode_needs_no_knative_flags(tmp_path, capsys):
     assert code == 0 and "ok    kserve placement: deployment mode RawDeployment: nodeSelector/tolerations allowed" in lines
 
 
+def test_skipping_gpu_skips_the_knative_flags(tmp_path, capsys):
+    code, lines = _run(tmp_path, capsys, BROKEN["knative-flags-off"][0], ["--skip", "gpu"])
+    assert code == 0, "\n".join(lines)
+    assert "skip  kserve placement: not needed without the GPU variant (--skip gpu)" in lines
+    assert not any(line.startswith("ok    gpu") for line in lines)
+
+
 def _set(attr, value):
     return lambda objs, kfp, base: setattr(kfp, attr, value)
 

@@ -83,6 +83,13 @@ def test_submit_refuses_an_older_backend_in_one_line(capsys):
     assert "is 2.4.1, older than the minimum 2.5.0" in err and "upgrade Kubeflow Pipelines to >= 2.5.0" in err
 
 
+def test_submit_warns_and_goes_on_when_the_backend_reports_no_version(capsys):
+    with ContractServer(KfpState(tag_name="unknown")) as kfp:  # TAG_NAME's default on dev builds
+        assert _submit(kfp.url) == 0
+        assert kfp.calls("POST", "/runs")
+    assert "warning: KFP at http://127.0.0.1:" in capsys.readouterr().err
+
+
 def test_submit_accepts_the_minimum_and_newer(capsys):
     for tag in ("2.5.0", "2.15.0"):
         with ContractServer(KfpState(tag_name=tag)) as kfp:

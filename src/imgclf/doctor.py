@@ -231,7 +231,7 @@ def _configmap(k: Kube, namespace: str, name: str) -> dict | None:
     return (cm.get("data") or {}) if status == 200 else None
 
 
-def kserve_checks(k: Kube, serving_namespace: str) -> list[Check]:
+def kserve_checks(k: Kube, serving_namespace: str, gpu: bool = True) -> list[Check]:
     checks = []
     if _crd_missing(k, [KSERVE_CRD]):
         return [Check("kserve", "crd", FAIL, f"missing CRD {KSERVE_CRD}",
@@ -253,6 +253,9 @@ def kserve_checks(k: Kube, serving_namespace: str) -> list[Check]:
         checks.append(Check("kserve", "tf-runtime", FAIL, "no ServingRuntime or ClusterServingRuntime for modelFormat "
                             "tensorflow", "install KServe's cluster serving runtimes (kserve-cluster-resources; "
                             f"kserve-tensorflow-serving) or add a ServingRuntime for tensorflow in {serving_namespace}"))
+    if not gpu:  # only the GPU InferenceService sets nodeSelector and tolerations
+        checks.append(Check("kserve", "placement", SKIP, "not needed without the GPU variant (--skip gpu)"))
+        return checks
     mode = "Serverless"
     for ns in KSERVE_CONFIG_NAMESPACES:
         data = _configmap(k, ns, "inferenceservice-config")
@@ -393,7 +396,7 @@ def run_checks(opts: Options, skip: set[str] = frozenset(), kube_factory: Callab
         else:
             runners = {"katib": lambda: katib_checks(k, namespace),
                        "pvc": lambda: pvc_checks(k, namespace, opts.data_pvc),
-                       "kserve": lambda: kserve_checks(k, opts.serving_namespace), "gpu": lambda: gpu_checks(k)}
+                       "kserve": lambda: kserve_checks(k, opts.serving_namespace, "gpu" not in skip), "gpu": lambda: gpu_checks(k)}
             for group in k8s_groups:
                 checks += runners[group]()
     if "push" not in skip:
