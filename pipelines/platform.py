@@ -27,8 +27,6 @@ HEAVY_STEPS = ("tune", "train")
 # ("processing OneOf: No successful task found" on a re-run with the same parameters).
 ONEOF_BRANCH_STEPS = ("tune", "katib_stage", "katib_tune", "hyperparameters")
 UNCACHED_STEPS = ("ingest", "push", *ONEOF_BRANCH_STEPS)
-GPU_TOLERATION_OPERATOR = "Exists"
-GPU_TOLERATION_EFFECT = "NoSchedule"
 
 
 def apply_platform(task: PipelineTask, step: str, gpu: bool) -> PipelineTask:
@@ -55,18 +53,10 @@ def apply_platform(task: PipelineTask, step: str, gpu: bool) -> PipelineTask:
 
 def _use_gpu(task: PipelineTask) -> None:
     """One GPU, the GPU image, a node selector for GPU nodes and a toleration of their taint."""
-    cluster = settings.CLUSTER
-    task.set_accelerator_type(cluster.gpu_accelerator).set_accelerator_limit(cluster.gpu_count)
+    gpu = settings.gpu_placement()
+    task.set_accelerator_type(gpu.accelerator).set_accelerator_limit(gpu.count)
     # kfp >= 2.13: overrides the component's base_image for this task only.
     task.set_container_image(settings.GPU_IMAGE)
-    kubernetes.add_node_selector(
-        task,
-        label_key=cluster.gpu_node_selector_key,
-        label_value=cluster.gpu_node_selector_value,
-    )
-    kubernetes.add_toleration(
-        task,
-        key=cluster.gpu_toleration_key,
-        operator=GPU_TOLERATION_OPERATOR,
-        effect=GPU_TOLERATION_EFFECT,
-    )
+    for key, value in gpu.node_selector.items():
+        kubernetes.add_node_selector(task, label_key=key, label_value=value)
+    kubernetes.add_toleration(task, **gpu.toleration)

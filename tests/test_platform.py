@@ -140,3 +140,27 @@ def test_committed_pipeline_yaml_is_valid(path):
     if not path.exists():
         pytest.skip(f"{path.name} not compiled yet (the lead's `make compile`)")
     assert validate_pipeline_yaml(path) == []
+
+
+def test_gpu_placement_is_defined_once_and_reaches_every_gpu_artifact():
+    """KFP GPU tasks, Katib GPU trials and the GPU serving overlay all carry settings.gpu_placement()."""
+    gpu = settings.gpu_placement()
+    spec, platform = list(yaml.safe_load_all(settings.PIPELINE_GPU_YAML.read_text()))
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for name in ("exec-train-op", "exec-tune-op"):
+        assert executors[name]["nodeSelector"]["labels"] == gpu.node_selector
+        assert executors[name]["tolerations"] == [gpu.toleration]
+        accelerator = spec["deploymentSpec"]["executors"][name]["container"]["resources"]["accelerator"]
+        assert (accelerator["resourceType"], int(accelerator["resourceCount"])) == (gpu.accelerator, gpu.count)
+
+    trial = yaml.safe_load((settings.KATIB_DIR / "experiment-gpu.yaml").read_text())
+    pod = trial["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == gpu.node_selector and pod["tolerations"] == [gpu.toleration]
+    assert pod["containers"][0]["resources"]["limits"][gpu.accelerator] == str(gpu.count)
+
+    rendered = list(yaml.safe_load_all((settings.MANIFESTS_DIR / "rendered" / "gpu.yaml").read_text()))
+    pods = [d["spec"]["predictor"] for d in rendered if d["kind"] == "InferenceService"]
+    pods += [d["spec"]["template"]["spec"] for d in rendered if d["kind"] == "Deployment"]
+    assert len(pods) == 2
+    for pod in pods:
+        assert pod["nodeSelector"] == gpu.node_selector and pod["tolerations"] == [gpu.toleration]

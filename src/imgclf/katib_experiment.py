@@ -119,9 +119,10 @@ def build_experiment(space: SearchSpace, opts: ExperimentOptions = ExperimentOpt
                       "securityContext": {"runAsUser": TRIAL_UID, "runAsGroup": TRIAL_UID, "runAsNonRoot": True,
                                           "fsGroup": TRIAL_UID, "fsGroupChangePolicy": "OnRootMismatch"}}
     if opts.gpu:
-        resources["limits"][cluster.gpu_accelerator] = str(cluster.gpu_count)
-        pod_spec["nodeSelector"] = {cluster.gpu_node_selector_key: cluster.gpu_node_selector_value}
-        pod_spec["tolerations"] = [{"key": cluster.gpu_toleration_key, "operator": "Exists", "effect": "NoSchedule"}]
+        gpu = settings.gpu_placement()
+        resources["limits"][gpu.accelerator] = str(gpu.count)
+        pod_spec["nodeSelector"] = gpu.node_selector
+        pod_spec["tolerations"] = [gpu.toleration]
     pod_spec["containers"] = [{
         "name": PRIMARY_CONTAINER,
         "image": settings.GPU_IMAGE if opts.gpu else settings.CPU_IMAGE,

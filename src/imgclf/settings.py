@@ -151,6 +151,32 @@ class ClusterDefaults:
     train_memory_limit: str = "8Gi"
 
 
+@dataclass(frozen=True)
+class GpuPlacement:
+    """Where and with what a GPU workload runs: the one definition read by KFP tasks
+    (pipelines/platform.py), Katib trials (katib_experiment.py) and the serving manifests (manifests.py)."""
+
+    accelerator: str  # the extended resource name, e.g. nvidia.com/gpu
+    count: int
+    node_selector: dict[str, str]
+    toleration: dict[str, str]  # a Kubernetes toleration: key, operator, effect
+
+    def limits(self) -> dict[str, int]:
+        """The resource limit that asks for the GPUs: {accelerator: count}."""
+        return {self.accelerator: self.count}
+
+
+def gpu_placement(cluster: ClusterDefaults | None = None) -> GpuPlacement:
+    """GPU placement from the cluster settings (fresh dicts on every call, so callers may embed them)."""
+    cluster = cluster or CLUSTER
+    return GpuPlacement(
+        accelerator=cluster.gpu_accelerator,
+        count=cluster.gpu_count,
+        node_selector={cluster.gpu_node_selector_key: cluster.gpu_node_selector_value},
+        toleration={"key": cluster.gpu_toleration_key, "operator": "Exists", "effect": "NoSchedule"},
+    )
+
+
 TRAIN = TrainDefaults()
 INGEST = IngestDefaults()
 VALIDATE = ValidateDefaults()
