@@ -153,6 +153,11 @@ class ValidateDefaults:
 class EvaluateDefaults:
     accuracy_threshold: float = 0.80  # TFX "value threshold"
     change_tolerance: float = 0.01  # TFX "change threshold": may be this much worse than the pushed model
+    # Slices of the evaluation report: band edges of per-image brightness (pixel mean) and contrast
+    # (pixel std), in grey levels; fixed so slices compare across runs (Fashion-MNIST's test split
+    # has roughly a quarter of its images in each band).
+    brightness_bands: tuple = (48.0, 70.0, 97.0)
+    contrast_bands: tuple = (67.0, 84.0, 98.0)
 
 
 @dataclass(frozen=True)
