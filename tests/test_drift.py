@@ -99,7 +99,9 @@ def test_reference_from_other_data_is_a_one_line_error(small_dataset, tmp_path):
     stats = json.loads((tmp_path / "ref" / "statistics.json").read_text())
     other_shape = {k: {**v, "shape": [32, 32]} for k, v in stats.items()}
     other_classes = {k: {**v, "label_shares": v["label_shares"][:5]} for k, v in stats.items()}
-    for name, ref, field in (("shape", other_shape, "train.shape"), ("classes", other_classes, "train.label_shares")):
+    broken_profile = {k: {**v, "profile": {**v["profile"], "row_mass": [0.1] * 32}} for k, v in stats.items()}
+    for name, ref, field in (("shape", other_shape, "train.shape"), ("classes", other_classes, "train.label_shares"),
+                             ("profile", broken_profile, "train.profile")):
         path = tmp_path / f"{name}.json"
         path.write_text(json.dumps(ref))
         with pytest.raises(UserError) as exc:

@@ -181,19 +181,32 @@ def load_reference(path: str, shape: list[int] | None = None, num_classes: int |
         if num_classes is not None and len(v["label_shares"]) != num_classes:
             raise UserError(f"{path}: field '{split}.label_shares' has {len(v['label_shares'])} classes, but this "
                             f"dataset has {num_classes} (a reference from another kind of data)")
-        prof = v.get("profile")
-        if prof is not None and shape is not None and (
-                not isinstance(prof, dict) or len(prof.get("mean_image") or []) != math.prod(shape)):
-            raise UserError(f"{path}: field '{split}.profile.mean_image' does not match images of shape {list(shape)}")
+        if "profile" in v and shape is not None and not _profile_ok(v["profile"], shape, len(v["label_shares"])):
+            raise UserError(f"{path}: field '{split}.profile' is malformed or for images of another shape than "
+                            f"{list(shape)}")
     return ref
+
+
+def _profile_ok(prof, shape: list[int], n_classes: int) -> bool:
+    """Whether a reference's drift profile has the layout drift.profile writes, for images of `shape`."""
+    pixels = math.prod(shape)
+    try:
+        return (len(prof["pixel_histogram"]) == 256 and len(prof["mean_image"]) == pixels
+                and len(prof["class_mean_images"]) == n_classes
+                and all(m is None or len(m) == pixels for m in prof["class_mean_images"])
+                and len(prof["row_mass"]) == shape[0] and len(prof["col_mass"]) == shape[-1]
+                and all(len(prof["image_stats"][k]["counts"]) == bins and len(prof["image_stats"][k]["range"]) == 2
+                        for k, (_, _, bins) in drift.STAT_BINS.items()))
+    except (KeyError, TypeError, IndexError):
+        return False
 
 
 def validate(dataset_dir: str, output_dir: str, schema_path: str | None = None, fail_on_anomalies: bool = True,
              reference_statistics: str | None = None) -> dict:
-    """Compute statistics, infer or import the schema, check anomalies; write the four outputs.
+    """Compute statistics, infer or import the schema, check anomalies and drift; write the five outputs.
 
     reference_statistics: an earlier run's statistics.json; each split is also checked for
-    drift against the same split there (label shares, mean pixel), like TFX's drift comparator.
+    drift against the same split there (every check of imgclf.drift), like TFX's drift comparator.
 
     Raises UserError naming the first anomaly when fail_on_anomalies and any are found
     (the outputs are written first, so the report is there to read).
