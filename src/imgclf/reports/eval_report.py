@@ -173,7 +173,9 @@ def model_card(*, model_name: str, metrics: dict, analysis: dict, blessing: dict
               f"- Blessing: accuracy >= {blessing['accuracy_threshold']} and not worse than the pushed model by more "
               f"than {blessing['change_tolerance']}.",
               "- Data validation (drift vs train, imgclf.drift): "
-              + ", ".join(f"{k} <= {getattr(v, 'max_' + k)}" for k in drift.CHECKS) + ".",
+              + ", ".join(f"{k} <= {getattr(v, 'max_' + k)}" for k in drift.CHECKS)
+              + f" (for effective size {v.drift_calibration_size}; scaled by sqrt({v.drift_calibration_size} / "
+                f"effective size) within {v.drift_min_scale}x..{v.drift_max_scale}x).",
               f"- Label audit: confident cut at out-of-fold self-confidence <= {v.label_audit_max_self_confidence} "
               f"({v.label_audit_folds} folds x {v.label_audit_epochs} epochs of the seed CNN).",
               f"- Slice bands: brightness edges {list(e.brightness_bands)}, contrast edges {list(e.contrast_bands)} "
