@@ -47,7 +47,7 @@ clean: ## remove local pipeline run outputs (keeps .venv and the pushed models i
 	rm -rf runs/local_outputs runs/tune
 
 # --- Serving (manifests, local TF-Serving-compatible server, TFLite, benchmark) ---
-.PHONY: manifests check-manifests serve predict export-tflite bench-serve
+.PHONY: manifests check-manifests serve predict export-tflite bench-serve report-screenshots
 KUBECTL_PKG := kubernetes-client
 PUSH_BASE ?= runs/serving
 SERVE_PORT ?= 8501
@@ -71,6 +71,9 @@ predict: venv data ## send one Fashion-MNIST test image to `make serve` and prin
 
 export-tflite: venv ## export MODEL=<model dir> to TFLite (dynamic range + int8) using DATASET=<dataset dir>
 	$(BIN)/python -m imgclf.steps.export_tflite --model $(MODEL) --dataset $(DATASET) --output $${OUTPUT:-$(MODEL)/tflite}
+
+report-screenshots: venv data ## regenerate bench/screenshots/*.png: each report on Fashion-MNIST, shot in headless chromium
+	$(BIN)/python bench/report_screenshots.py $(ARGS)
 
 bench-serve: venv ## benchmark `make serve` vs the in-process SavedModel (latency p50/p99, batch-64 images/s)
 	$(BIN)/python bench/serve_bench.py --push-base $(PUSH_BASE) $(ARGS)

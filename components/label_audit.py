@@ -9,7 +9,8 @@ from imgclf import settings
 @dsl.component(base_image=settings.CPU_IMAGE, install_kfp_package=False)
 def label_audit_op(dataset: Input[Dataset], max_examples: int, seed: int, issues: Output[Artifact],
                    report: Output[HTML], metrics: Output[Metrics]):
-    """Report suspected mislabelled training examples (label_issues.json + an HTML page with thumbnails)."""
+    """Report suspected mislabelled training examples (label_issues.json + an HTML page with thumbnails):
+    cleanlab on k-fold out-of-fold probabilities of the seed CNN; max_examples 0 audits all of train."""
     import os
     import shutil
 
@@ -17,5 +18,5 @@ def label_audit_op(dataset: Input[Dataset], max_examples: int, seed: int, issues
 
     summary = label_audit(dataset.path, issues.path, max_examples=max_examples, seed=seed)
     shutil.copyfile(os.path.join(issues.path, "report.html"), report.path)
-    for key in ("audited", "issues", "issue_fraction", "oof_accuracy"):
+    for key in ("audited", "issues", "estimated_noise_rate", "cut", "cut_fraction", "oof_accuracy"):
         metrics.log_metric(f"label_audit_{key}", summary[key])

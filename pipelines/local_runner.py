@@ -32,6 +32,11 @@ def _newest_run_dir(before: set[str]) -> Path | None:
     return max(runs, key=lambda p: p.stat().st_mtime, default=None)
 
 
+# The human-readable outputs of a run, printed at the end (relative to the run directory).
+REPORTS = {"data report": "validate-op/statistics/report.html", "label audit": "label-audit-op/issues/report.html",
+           "evaluation": "evaluate-op/evaluation/report.html", "model card": "evaluate-op/evaluation/model_card.md"}
+
+
 def run_local(params: dict, pipeline_root: Path = PIPELINE_ROOT) -> dict:
     """Run the CPU pipeline locally with params; returns a summary read from the run's artifacts."""
     from kfp import local
@@ -59,6 +64,7 @@ def run_local(params: dict, pipeline_root: Path = PIPELINE_ROOT) -> dict:
     run_dir = _newest_run_dir(before)
     blessing_files = sorted(run_dir.glob("*/evaluation/blessing.json")) if run_dir else []
     blessing = json.loads(blessing_files[0].read_text()) if blessing_files else {}
+    found = {name: sorted(run_dir.glob(pattern)) if run_dir else [] for name, pattern in REPORTS.items()}
     pushed_after = versions.servable_versions(base)
     new = sorted(set(pushed_after) - set(pushed_before))
     return {
@@ -69,6 +75,7 @@ def run_local(params: dict, pipeline_root: Path = PIPELINE_ROOT) -> dict:
         "reasons": blessing.get("reasons", []),
         "pushed_version": new[-1] if new else None,
         "pushed_uri": base.child(str(new[-1])).uri() if new else None,
+        "reports": {name: str(paths[0]) for name, paths in found.items() if paths},
     }
 
 
@@ -107,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pushed         version {summary['pushed_version']} -> {summary['pushed_uri']}")
     else:
         print("pushed         nothing (model not blessed)")
+    for name, path in summary.get("reports", {}).items():
+        print(f"{name:14s} {path}")
     sys.stdout.flush()
     return 0
 

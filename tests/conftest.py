@@ -88,3 +88,12 @@ def emulator():
         os.environ.pop("STORAGE_EMULATOR_HOST")
     else:
         os.environ["STORAGE_EMULATOR_HOST"] = old
+
+
+def assert_self_contained(page: str) -> None:
+    """An HTML report that renders offline (KFP's HTML viewer): no script, no link or source outside the page."""
+    import re
+
+    assert "<script" not in page
+    assert not re.search(r"""(src|href)\s*=\s*['"]?(https?:|//)""", page), "external reference in the report"
+    assert not re.search(r"url\(\s*['\"]?(https?:|//)", page)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -85,11 +86,30 @@ def _corrupt(idx_dir: Path, case: str) -> str:
     if case == "missing-file":
         labels.unlink()
         return labels.name
+    if case in ("float-nan", "float-inf"):
+        pixels = np.zeros((300, 28, 28), np.float32)
+        pixels[7, 3, 4] = np.nan if case == "float-nan" else np.inf
+        _write_float_idx(images, pixels, ndim=3)
+        return f"{images.name}: field 'pixel values' holds 1 NaN or infinite float value(s), first in item 7"
     raise AssertionError(case)
 
 
+def _write_float_idx(path: Path, array: np.ndarray, ndim: int) -> None:
+    """A raw IDX file of big-endian float32 (type code 0x0D)."""
+    header = struct.pack(">I", 0x0D00 | ndim) + struct.pack(f">{ndim}I", *array.shape)
+    path.write_bytes(header + array.astype(">f4").tobytes())
+
+
+def test_float_idx_with_finite_pixels_is_read_as_uint8(idx_dir, tmp_path):
+    pixels = np.random.default_rng(1).integers(0, 256, (300, 28, 28)).astype(np.float32)
+    _write_float_idx(idx_dir / "train-images-idx3-ubyte", pixels, ndim=3)
+    ingest_step.ingest(str(idx_dir), str(tmp_path / "d"), eval_fraction=0.5)
+    x, _ = datasets.load_split(tmp_path / "d", "train")
+    assert x.dtype == np.uint8 and {int(v) for v in np.unique(x)} <= set(range(256)) and len(x) == 150
+
+
 @pytest.mark.parametrize("case", ["truncated", "truncated-header", "corrupt-gzip", "wrong-magic", "count-mismatch",
-                                  "label-out-of-range", "missing-file"])
+                                  "label-out-of-range", "missing-file", "float-nan", "float-inf"])
 def test_bad_idx_gives_one_line_error_and_writes_nothing(idx_dir, tmp_path, case):
     needle = _corrupt(idx_dir, case)
     out = tmp_path / "out"

@@ -1,4 +1,4 @@
-"""Label audit: injected label flips in real data are found by confident learning."""
+"""Label audit: label flips injected into real data are found by confident learning on the seed CNN."""
 
 from __future__ import annotations
 
@@ -9,34 +9,50 @@ import pytest
 
 from imgclf import datasets
 from imgclf.errors import UserError
-from imgclf.steps.label_audit import label_audit
+from tests.conftest import assert_self_contained
+from imgclf.steps.label_audit import inject_label_flips, label_audit
 
 
-def test_injected_label_flips_are_found_and_can_be_dropped(small_dataset, tmp_path):
+def test_injected_label_flips_are_found_and_only_the_cut_is_dropped(small_dataset, tmp_path):
     meta = datasets.read_metadata(small_dataset)
-    x, y = datasets.load_split(small_dataset, "train")
-    rng = np.random.default_rng(3)
-    flipped = rng.choice(len(y), 80, replace=False)
-    noisy = y.copy()
-    noisy[flipped] = (noisy[flipped] + rng.integers(1, 10, 80)) % 10
     splits = {s: datasets.load_split(small_dataset, s) for s in meta["splits"]}
+    x, y = splits["train"]
+    noisy, flipped = inject_label_flips(y, 0.05, seed=3)  # 80 of 1,600: half confusable, half random
     splits["train"] = (x, noisy)
     datasets.write_dataset(tmp_path / "noisy", splits, {"source": meta["source"]})
 
-    summary = label_audit(str(tmp_path / "noisy"), str(tmp_path / "audit"), max_examples=0,
-                          cleaned_output=str(tmp_path / "clean"))
-    found = {s["index"] for s in json.loads((tmp_path / "audit" / "label_issues.json").read_text())["suspects"]}
-    recall = len(found & set(flipped.tolist())) / 80
-    assert recall >= 0.6, f"only {recall:.0%} of injected flips found"
-    # Flipped examples are much more likely to be flagged than clean ones.
-    assert recall > 3 * len(found - set(flipped.tolist())) / (len(y) - 80)
-    report = (tmp_path / "audit" / "report.html").read_text()
-    assert "data:image/png;base64," in report and "http" not in report.split("<body>")[1]
+    summary = label_audit(str(tmp_path / "noisy"), str(tmp_path / "audit"), cleaned_output=str(tmp_path / "clean"))
+    issues = json.loads((tmp_path / "audit" / "label_issues.json").read_text())
+    cut = {s["index"] for s in issues["suspects"] if s["in_cut"]}
+    hits = len(cut & set(flipped.tolist()))
+    precision, recall = hits / max(len(cut), 1), hits / len(flipped)
+    # Floors for this 1,600-image slice (measured here: see README; the full split does better).
+    assert precision >= PRECISION_FLOOR and recall >= RECALL_FLOOR, (precision, recall, len(cut))
+    assert all(s["self_confidence"] <= summary["max_self_confidence"] for s in issues["suspects"] if s["in_cut"])
+    ranks = [s["self_confidence"] for s in issues["suspects"]]
+    assert ranks == sorted(ranks) and 0 < summary["estimated_noise_rate"] < 0.5
+    # Only the confident cut is dropped, and the report says how many.
+    assert summary["dropped"] == summary["cut"] == len(cut) < summary["issues"]
     cleaned = datasets.read_metadata(tmp_path / "clean")
-    assert cleaned["splits"]["train"]["count"] == len(y) - summary["issues"] == len(y) - summary["dropped"]
+    assert cleaned["splits"]["train"]["count"] == len(y) - len(cut) and cleaned["label_audit_dropped"] == len(cut)
     assert cleaned["splits"]["test"] == meta["splits"]["test"]
+    page = (tmp_path / "audit" / "report.html").read_text()
+    body = page.split("<body>")[1]
+    assert_self_contained(page)
+    assert f"<b>{len(cut)}</b> dropped" in body
+    assert body.count("data:image/png;base64,") == 1 + min(len(cut), 60)  # chart + thumbnails
+    assert "suggested <b>" in body and "P(given)" in body
+    with np.load(tmp_path / "audit" / "oof_probabilities.npz") as oof:
+        assert oof["probabilities"].shape == (len(y), 10)
 
 
-def test_audit_rejects_too_few_folds(small_dataset, tmp_path):
-    with pytest.raises(UserError, match="folds=1"):
-        label_audit(small_dataset, str(tmp_path / "a"), folds=1)
+PRECISION_FLOOR = 0.4
+RECALL_FLOOR = 0.4
+
+
+@pytest.mark.parametrize("kwargs, needle", [({"folds": 1}, "folds=1"), ({"epochs": 0}, "epochs=0"),
+                                            ({"max_self_confidence": 1.5}, "max_self_confidence=1.5")])
+def test_audit_rejects_bad_settings(small_dataset, tmp_path, kwargs, needle):
+    with pytest.raises(UserError, match=needle):
+        label_audit(small_dataset, str(tmp_path / "a"), **kwargs)
+    assert not (tmp_path / "a").exists()

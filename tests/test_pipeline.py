@@ -59,6 +59,10 @@ def test_local_pipeline_end_to_end_pushes_only_blessed(tmp_path, monkeypatch, fm
     assert evaluation["examples"] == 300
     audit = json.loads(next(run_dir.glob("label-audit-op/issues/label_issues.json")).read_text())
     assert audit["audited"] == 1200 and audit["issues"] == len(audit["suspects"])
+    assert set(first["reports"]) == {"data report", "label audit", "evaluation", "model card"}
+    assert "<h3>Calibration</h3>" in next(run_dir.glob("evaluate-op/report")).read_text()
+    with open(first["reports"]["model card"]) as card:
+        assert "## Known limits" in card.read()
     tflite = json.loads(next(run_dir.glob("export-tflite-op/tflite/tflite_report.json")).read_text())
     assert tflite["test_examples"] == 300 and (run_dir / "export-tflite-op/tflite/model_int8.tflite").is_file()
     # Second run: KerasTuner picks the hyperparameters (2 trials of 1 epoch) and train uses them;

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imgclf import datasets
+from imgclf import datasets, settings
 from imgclf.errors import UserError
+from tests.conftest import assert_self_contained
 from imgclf.model import HyperParams
 from imgclf.steps import evaluate as evaluate_step
 from imgclf.steps import push as push_step
@@ -70,11 +71,50 @@ def test_evaluate_then_push_versions(trained_model, small_dataset, tmp_path):
     second = evaluate_step.evaluate(small_dataset, trained_model, str(tmp_path / "e2"), str(base), "m", 0.5, 0.01)
     assert second["blessing"]["baseline"]["version"] == 1
     assert second["blessing"]["baseline"]["accuracy"] == pytest.approx(first["metrics"]["accuracy"])
-    assert push_step.push(trained_model, str(tmp_path / "e2" / "blessing.json"), str(base), "m")["version"] == 2
+    # The evaluation report compares with version 1 on the same data; the model card lies beside the blessing.
+    report = (tmp_path / "e2" / "report.html").read_text()
+    body = report.split("<body>")[1]
+    assert_self_contained(report)
+    assert "pushed version 1" in body
+    assert body.count("data:image/png;base64,") >= 2 + 6  # reliability + slices charts, confusion thumbnails
+    analysis = second["analysis"]
+    assert 0.0 <= analysis["calibration"]["ece"] <= 1.0
+    assert sum(b["count"] for b in analysis["calibration"]["bins"]) == 500
+    for kind in ("class", "brightness", "contrast"):
+        assert sum(r["count"] for r in analysis["slices"][kind]) == 500
+    worst = analysis["worst_confusions"][0]
+    assert worst["count"] == max(v for i, row in enumerate(second["metrics"]["confusion_matrix"])
+                                 for j, v in enumerate(row) if i != j)
+    card = (tmp_path / "e2" / evaluate_step.MODEL_CARD).read_text()
+    meta = datasets.read_metadata(small_dataset)
+    assert meta["splits"]["test"]["sha256"] in card and "## Known limits" in card and "batch_size | 64" in card
+    assert f"{analysis['calibration']['ece']:.4f}" in card
+    v2 = push_step.push(trained_model, str(tmp_path / "e2" / "blessing.json"), str(base), "m")
+    assert v2["version"] == 2
+    # A version folder holding extra files (the model card) is still servable and loads in the local server.
+    (base / "m" / "2" / evaluate_step.MODEL_CARD).write_text(card)
+    from imgclf import serve, versions
+
+    assert versions.latest_servable(versions.model_base(str(base), "m"))[0] == 2
+    servable = serve.load_servable(2, str(base / "m" / "2"))
+    out = servable.endpoints[settings.SERVING_SIGNATURE_UINT8](x[:4])
+    assert np.asarray(out[settings.SERVING_OUTPUT_PROBABILITIES]).shape == (4, 10)
     # A left-over temp dir or a half-written numeric dir never becomes "latest"; numbering skips it.
     (base / "m" / "3").mkdir()
     assert push_step.push(trained_model, str(tmp_path / "e2" / "blessing.json"), str(base), "m")["version"] == 4
     assert sorted(p.name for p in (base / "m").iterdir()) == ["1", "2", "3", "4"]
+
+
+def test_a_class_missing_from_the_test_split_is_a_one_line_error(trained_model, small_dataset, tmp_path):
+    meta = datasets.read_metadata(small_dataset)
+    splits = {s: datasets.load_split(small_dataset, s) for s in meta["splits"]}
+    x, y = splits["test"]
+    splits["test"] = (x[y != 5], y[y != 5])
+    datasets.write_dataset(tmp_path / "d", splits, {"source": meta["source"]})
+    with pytest.raises(UserError) as exc:
+        evaluate_step.evaluate(str(tmp_path / "d"), trained_model, str(tmp_path / "e"), str(tmp_path / "s"), "m")
+    assert str(exc.value).startswith(f"{tmp_path / 'd' / 'test.npz'}: field 'labels': class 5 (Sandal) missing")
+    assert "\n" not in str(exc.value) and not (tmp_path / "e").exists()
 
 
 def test_unblessed_model_is_not_pushed(trained_model, small_dataset, tmp_path):

@@ -120,18 +120,44 @@ class ValidateDefaults:
     # A class is "severely imbalanced" when its share is below this fraction
     # of the uniform share (1/num_classes).
     min_class_share_ratio: float = 0.2
-    # Drift between splits: L-infinity distance of label distributions and
-    # absolute shift of the mean pixel value (0..255 scale).
-    max_label_linf: float = 0.1
-    max_pixel_mean_shift: float = 10.0
-    # Label audit (confident learning): how many train examples to audit (a seeded subset; 0: all).
-    label_audit_examples: int = 5000
+    # Drift between splits (each split vs train, and vs a reference run's same split): one threshold
+    # per distance of imgclf.drift.CHECKS, calibrated by bench/drift_calibration.py: about 1.3x the
+    # largest distance seen between two random samples of Fashion-MNIST of 1,600 and 400 images
+    # (effective size 1600*400/2000 = 320) over 2,000 resamples. Sampling noise shrinks as
+    # 1/sqrt(size), so a comparison of effective size n uses threshold * sqrt(320 / n), kept within
+    # [drift_min_scale, drift_max_scale] of it (README "Data checks" has the measured false-alarm rate).
+    drift_calibration_size: int = 320
+    drift_min_scale: float = 0.15
+    drift_max_scale: float = 3.0
+    max_label_linf: float = 0.09
+    max_pixel_mean_shift: float = 9.0
+    max_intensity_js: float = 0.0036
+    max_mean_image_rms: float = 14.0
+    max_class_mean_image_rms: float = 40.0
+    max_brightness_w1: float = 9.0
+    max_contrast_w1: float = 5.5
+    max_edge_density_w1: float = 0.009
+    max_row_mass_tv: float = 0.06
+    max_col_mass_tv: float = 0.06
+    # Label audit (confident learning): how many train examples to audit (a seeded subset; 0: all),
+    # the seed CNN's k-fold out-of-fold probabilities (folds x epochs), and the confident cut: a
+    # suspect cleanlab finds is in the cut (reported first, dropped by --cleaned-output) when the
+    # models that never saw it gave its label at most this probability.
+    label_audit_examples: int = 0
+    label_audit_folds: int = 3
+    label_audit_epochs: int = 4
+    label_audit_max_self_confidence: float = 0.05
 
 
 @dataclass(frozen=True)
 class EvaluateDefaults:
     accuracy_threshold: float = 0.80  # TFX "value threshold"
     change_tolerance: float = 0.01  # TFX "change threshold": may be this much worse than the pushed model
+    # Slices of the evaluation report: band edges of per-image brightness (pixel mean) and contrast
+    # (pixel std), in grey levels; fixed so slices compare across runs (Fashion-MNIST's test split
+    # has roughly a quarter of its images in each band).
+    brightness_bands: tuple = (48.0, 70.0, 97.0)
+    contrast_bands: tuple = (67.0, 84.0, 98.0)
 
 
 @dataclass(frozen=True)

@@ -1,84 +1,123 @@
 """Label audit: find likely mislabelled training examples with confident learning (cleanlab).
 
-Out-of-fold predicted probabilities come from a cheap, deterministic model
-(PCA to a few dozen components + multinomial logistic regression, k-fold), so
-the audit costs seconds, not a training run; cleanlab's `find_label_issues`
-then ranks examples whose given label the other folds confidently disagree
-with. Audits a seeded subset of the train split (`max_examples`) to bound time.
+Out-of-fold predicted probabilities come from the seed CNN (imgclf.model, the
+model the pipeline trains) fitted k times for a few epochs, each time on the
+other folds, so every example is scored by a model that never saw its label.
+cleanlab then estimates the noise rate (`num_label_issues`) and lists label
+issues (`find_label_issues`, pruned by noise rate, ranked by self-confidence:
+the probability the out-of-fold model gave the example's own label). The
+*confident cut* is the part of that list whose self-confidence is at most
+settings.VALIDATE.label_audit_max_self_confidence; only the cut is dropped by
+--cleaned-output. Audits the whole train split by default (`max_examples` > 0:
+a seeded subset).
 
 Writes to the output directory:
-    label_issues.json  summary + suspects [{index, given, suggested, self_confidence}]
-                       (index = row in the dataset's train split), most suspicious first
-    report.html        self-contained (thumbnails inlined as PNG data URIs)
-With --cleaned-output, also writes a copy of the dataset without the suspects.
+    label_issues.json   summary (noise rate, cut, accuracy of the audit models) + suspects
+                        [{index, given, suggested, self_confidence, suggested_confidence, in_cut}]
+                        (index = row in the dataset's train split), most suspicious first
+    oof_probabilities.npz  the out-of-fold probabilities and the audited rows (to re-cut without retraining)
+    report.html         self-contained: summary, per-class counts, thumbnails of the cut
+With --cleaned-output, also writes a copy of the dataset without the cut.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
-import html
-import io
 import json
+import sys
+import time
 
 import numpy as np
 
 from imgclf import datasets, settings, storage
 from imgclf.errors import UserError, run_cli
 
-PCA_COMPONENTS = 40
-THUMBNAILS = 24
+A = settings.VALIDATE
 
 
-def out_of_fold_probabilities(images: np.ndarray, labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
-    """[N, classes] probabilities where each row comes from a model that never saw that row."""
-    from sklearn.decomposition import PCA
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
+# A confusable class for each Fashion-MNIST class (the seed CNN's usual confusions), for inject_label_flips.
+CONFUSABLE = {0: 6, 1: 3, 2: 4, 3: 1, 4: 2, 5: 7, 6: 0, 7: 9, 8: 6, 9: 7}
 
-    features = images.reshape(len(images), -1).astype(np.float32) / 255.0
-    components = min(PCA_COMPONENTS, len(labels) - len(labels) // folds - 1, features.shape[1])
-    model = make_pipeline(PCA(components, random_state=seed), LogisticRegression(max_iter=300))
+
+def inject_label_flips(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """For measuring the audit: (noisy labels, sorted flipped rows). Half of the flips go to the label's
+    CONFUSABLE class, half to a uniformly random other class."""
+    rng = np.random.default_rng(seed)
+    flipped = rng.choice(len(labels), int(round(fraction * len(labels))), replace=False)
+    noisy = labels.copy()
+    half = len(flipped) // 2
+    noisy[flipped[:half]] = [CONFUSABLE[int(c)] for c in labels[flipped[:half]]]
+    noisy[flipped[half:]] = (labels[flipped[half:]] + rng.integers(1, settings.NUM_CLASSES, len(flipped) - half)) \
+        % settings.NUM_CLASSES
+    return noisy, np.sort(flipped)
+
+
+def out_of_fold_probabilities(images: np.ndarray, labels: np.ndarray, folds: int, epochs: int, seed: int,
+                              log=None) -> np.ndarray:
+    """[N, classes] probabilities; row i comes from a seed CNN trained `epochs` on the folds without i."""
+    import keras
+    from sklearn.model_selection import StratifiedKFold
+
+    from imgclf import input_pipeline
+    from imgclf.model import HyperParams, build_model
+
+    hp = HyperParams(epochs=epochs)
+    probs = np.zeros((len(labels), settings.NUM_CLASSES), dtype=np.float32)
     cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
-    return cross_val_predict(model, features, labels.astype(np.int64), cv=cv, method="predict_proba")
+    for k, (fit_rows, held_rows) in enumerate(cv.split(np.zeros(len(labels)), labels)):
+        start = time.perf_counter()
+        keras.utils.set_random_seed(seed + k)
+        model = build_model(hp)
+        model.fit(input_pipeline.train_batches(images[fit_rows], labels[fit_rows], hp.batch_size, seed + k),
+                  epochs=hp.epochs, verbose=0, shuffle=False)
+        held = images[held_rows][..., None]
+        step = input_pipeline.EVAL_BATCH_SIZE  # direct calls: model.predict would retrace for every new model
+        probs[held_rows] = np.concatenate([np.asarray(model(held[i:i + step], training=False))
+                                           for i in range(0, len(held), step)])
+        if log:
+            acc = float((probs[held_rows].argmax(axis=1) == labels[held_rows]).mean())
+            log(f"label audit: fold {k + 1}/{folds}: {len(fit_rows)} fitted x {hp.epochs} epochs, "
+                f"{len(held_rows)} scored, accuracy {acc:.3f} ({time.perf_counter() - start:.1f} s)")
+        keras.backend.clear_session()
+    return probs
 
 
-def _thumbnail(image: np.ndarray) -> str:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(image).resize((56, 56), Image.NEAREST).save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
-def render_report(summary: dict, suspects: list[dict], images: np.ndarray) -> str:
-    names = settings.CLASS_NAMES
-    cells = "".join(
-        f"<figure><img src='{_thumbnail(images[s['row']])}' alt='#{s['index']}'><figcaption>#{s['index']}<br>"
-        f"given <b>{html.escape(names[s['given']])}</b><br>model says {html.escape(names[s['suggested']])}"
-        f"</figcaption></figure>" for s in suspects[:THUMBNAILS])
-    rows = "".join(f"<tr><td>{html.escape(names[c])}</td><td>{n}</td></tr>"
-                   for c, n in enumerate(summary["issues_per_given_class"]))
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>Label audit</title>
-<style>body{{font-family:sans-serif;margin:1em}}figure{{display:inline-block;margin:4px;font-size:11px;width:110px}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px}}</style></head><body>
-<h2>Label audit (confident learning)</h2>
-<p>{summary['issues']} of {summary['audited']} audited training examples ({summary['issue_fraction']:.2%}) look
-mislabelled; out-of-fold accuracy of the audit model {summary['oof_accuracy']:.3f}.</p>
-<table><tr><th>given class</th><th>suspects</th></tr>{rows}</table>
-<h3>Most suspicious</h3>{cells}</body></html>"""
-
-
-def label_audit(dataset_dir: str, output_dir: str, max_examples: int = settings.VALIDATE.label_audit_examples,
-                folds: int = 3, seed: int = settings.TRAIN.seed, cleaned_output: str | None = None) -> dict:
-    """Audit the train split's labels; write label_issues.json and report.html. Returns the summary."""
+def find_suspects(labels: np.ndarray, probs: np.ndarray, max_self_confidence: float) -> tuple[list[dict], dict]:
+    """cleanlab's label issues, ranked by self-confidence, each marked in or out of the confident cut;
+    and the noise-rate summary."""
+    from cleanlab.count import num_label_issues
     from cleanlab.filter import find_label_issues
 
+    ranked = find_label_issues(labels, probs, filter_by="prune_by_noise_rate",
+                               return_indices_ranked_by="self_confidence")
+    estimated = int(num_label_issues(labels, probs))
+    suspects = []
+    for i in ranked:
+        given, suggested = int(labels[i]), int(probs[i].argmax())
+        confidence = float(probs[i, given])
+        suspects.append({"row": int(i), "given": given, "suggested": suggested, "self_confidence": confidence,
+                         "suggested_confidence": float(probs[i, suggested]),
+                         "in_cut": confidence <= max_self_confidence})
+    cut = sum(s["in_cut"] for s in suspects)
+    return suspects, {"estimated_issues": estimated, "estimated_noise_rate": estimated / max(len(labels), 1),
+                      "cut": cut, "max_self_confidence": max_self_confidence}
+
+
+def label_audit(dataset_dir: str, output_dir: str, max_examples: int = A.label_audit_examples,
+                folds: int = A.label_audit_folds, seed: int = settings.TRAIN.seed, cleaned_output: str | None = None,
+                epochs: int = A.label_audit_epochs, max_self_confidence: float = A.label_audit_max_self_confidence,
+                log=None) -> dict:
+    """Audit the train split's labels; write label_issues.json, oof_probabilities.npz and report.html.
+
+    Returns the summary (with "dropped" when cleaned_output is given)."""
     if folds < 2:
         raise UserError(f"folds={folds}: need at least 2 for out-of-fold predictions")
+    if epochs < 1:
+        raise UserError(f"epochs={epochs}: must be >= 1")
     if max_examples < 0:
         raise UserError(f"max_examples={max_examples}: must be >= 0 (0: all)")
+    if not 0.0 <= max_self_confidence < 1.0:
+        raise UserError(f"max_self_confidence={max_self_confidence}: must be in [0, 1)")
     for path in filter(None, (output_dir, cleaned_output)):
         storage.check_new_output(path)  # before the audit's work, and before writing anything
     images, labels = datasets.load_split(dataset_dir, "train")
@@ -88,32 +127,44 @@ def label_audit(dataset_dir: str, output_dir: str, max_examples: int = settings.
     x, y = images[rows], labels[rows].astype(np.int64)
     counts = np.bincount(y, minlength=settings.NUM_CLASSES)
     if counts.min() < folds:
-        raise UserError(f"{dataset_dir}: class {int(counts.argmin())} has {int(counts.min())} audited examples, "
-                        f"need at least folds={folds}")
-    probs = out_of_fold_probabilities(x, y, folds, seed)
-    ranked = find_label_issues(y, probs, return_indices_ranked_by="self_confidence")
-    suspects = [{"index": int(rows[i]), "row": int(i), "given": int(y[i]), "suggested": int(probs[i].argmax()),
-                 "self_confidence": float(probs[i, y[i]])} for i in ranked]
+        raise UserError(f"{dataset_dir}/train.npz: field 'labels': class {int(counts.argmin())} has "
+                        f"{int(counts.min())} audited examples, need at least folds={folds}")
+    start, cpu = time.perf_counter(), time.process_time()
+    probs = out_of_fold_probabilities(x, y, folds, epochs, seed, log)
+    suspects, noise = find_suspects(y, probs, max_self_confidence)
+    for s in suspects:
+        s["index"] = int(rows[s["row"]])
     summary = {
-        "audited": int(len(y)), "issues": len(suspects), "issue_fraction": len(suspects) / len(y),
+        "audited": int(len(y)), "issues": len(suspects), "issue_fraction": len(suspects) / len(y), **noise,
+        "cut_fraction": noise["cut"] / len(y),
         "oof_accuracy": float((probs.argmax(axis=1) == y).mean()),
         "issues_per_given_class": np.bincount([s["given"] for s in suspects],
                                               minlength=settings.NUM_CLASSES).astype(int).tolist(),
-        "method": f"cleanlab.filter.find_label_issues on {folds}-fold PCA({PCA_COMPONENTS})+logistic regression",
+        "cut_per_given_class": np.bincount([s["given"] for s in suspects if s["in_cut"]],
+                                           minlength=settings.NUM_CLASSES).astype(int).tolist(),
+        "method": (f"cleanlab.filter.find_label_issues (prune_by_noise_rate, ranked by self-confidence) on "
+                   f"{folds}-fold out-of-fold probabilities of the seed CNN ({epochs} epochs per fold); "
+                   f"confident cut: self-confidence <= {max_self_confidence}"),
+        "seconds": round(time.perf_counter() - start, 1), "cpu_seconds": round(time.process_time() - cpu, 1),
     }
-    public = [{k: v for k, v in s.items() if k != "row"} for s in suspects]
-    with storage.atomic_directory(output_dir) as tmp:
-        (tmp / "label_issues.json").write_text(json.dumps({**summary, "suspects": public}, indent=2))
-        (tmp / "report.html").write_text(render_report(summary, suspects, x))
-    if cleaned_output:
+    public = [{k: s[k] for k in ("index", "given", "suggested", "self_confidence", "suggested_confidence", "in_cut")}
+              for s in suspects]
+    if cleaned_output:  # written first, so the report can say how many were dropped
         meta = datasets.read_metadata(dataset_dir)
         drop = np.zeros(len(labels), dtype=bool)
-        drop[[s["index"] for s in suspects]] = True
+        drop[[s["index"] for s in suspects if s["in_cut"]]] = True
         splits = {s: (images[~drop], labels[~drop]) if s == "train" else datasets.load_split(dataset_dir, s)
                   for s in meta["splits"]}
         kept = {k: meta[k] for k in ("source", "seed", "eval_fraction") if k in meta}
         datasets.write_dataset(cleaned_output, splits, kept | {"label_audit_dropped": int(drop.sum())})
         summary["dropped"] = int(drop.sum())
+    from imgclf.reports.label_audit_report import render_report
+
+    page = render_report(summary, suspects, x)
+    with storage.atomic_directory(output_dir) as tmp:
+        (tmp / "label_issues.json").write_text(json.dumps({**summary, "suspects": public}, indent=1))
+        np.savez_compressed(tmp / "oof_probabilities.npz", probabilities=probs, rows=rows, labels=y.astype(np.uint8))
+        (tmp / "report.html").write_text(page)
     return summary
 
 
@@ -121,15 +172,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="imgclf-label-audit", description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", required=True, help="dataset directory written by imgclf-ingest")
     parser.add_argument("--output", required=True, help="directory for label_issues.json and report.html")
-    parser.add_argument("--max-examples", type=int, default=settings.VALIDATE.label_audit_examples,
-                        help="audit a seeded subset of train (0: all)")
-    parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument("--max-examples", type=int, default=A.label_audit_examples,
+                        help="audit a seeded subset of train (0: all, the default)")
+    parser.add_argument("--folds", type=int, default=A.label_audit_folds)
+    parser.add_argument("--epochs", type=int, default=A.label_audit_epochs, help="training epochs per fold")
+    parser.add_argument("--max-self-confidence", type=float, default=A.label_audit_max_self_confidence,
+                        help="the confident cut: suspects whose out-of-fold probability of their label is at most this")
     parser.add_argument("--seed", type=int, default=settings.TRAIN.seed)
-    parser.add_argument("--cleaned-output", help="also write the dataset without the suspects here")
+    parser.add_argument("--cleaned-output", help="also write the dataset without the confident cut here")
     args = parser.parse_args(argv)
-    s = label_audit(args.dataset, args.output, args.max_examples, args.folds, args.seed, args.cleaned_output)
-    print(f"{s['issues']} of {s['audited']} audited examples look mislabelled ({s['issue_fraction']:.2%}); "
-          f"report in {args.output}/report.html")
+    s = label_audit(args.dataset, args.output, args.max_examples, args.folds, args.seed, args.cleaned_output,
+                    args.epochs, args.max_self_confidence, log=lambda m: print(m, file=sys.stderr, flush=True))
+    dropped = f"; dropped {s['dropped']} into {args.cleaned_output}" if "dropped" in s else ""
+    print(f"audited {s['audited']} examples in {s['seconds']} s: estimated noise rate {s['estimated_noise_rate']:.2%}; "
+          f"{s['issues']} suspects, {s['cut']} in the confident cut (self-confidence <= {s['max_self_confidence']})"
+          f"{dropped}; report in {args.output}/report.html")
     return 0
 
 

@@ -2,46 +2,59 @@
 StatisticsGen + SchemaGen (or ImportSchemaGen) + ExampleValidator.
 
 Writes to the output directory:
-    statistics.json  per split: count, pixel mean/std/min/max, label counts and shares
+    statistics.json  per split: count, pixel mean/std/min/max, label counts and shares, and a
+                     distribution profile (imgclf.drift: pixel histogram, mean images per class,
+                     row/column ink profiles, histograms of per-image brightness/contrast/edges)
     schema.json      image shape, dtype, pixel range, label set, required splits
                      (inferred from the train split, or the imported --schema)
-    anomalies.json   a list of {"split", "kind", "detail"}
-    report.html      all of the above, self-contained (renders in the KFP UI)
-Anomalies (shape, dtype, value range, unseen label, empty split, severe class
-imbalance, drift between train and the other splits, and drift against an
-earlier run's statistics.json when one is given) stop the pipeline with a
-one-line error naming the first anomaly.
+    drift.json       every drift distance: [{"split", "against", "check", "value", "threshold", "drifted"}]
+    anomalies.json   a list of {"split", "kind", "detail"} (drift anomalies also carry "check")
+    report.html      all of the above with pictures, self-contained (renders in the KFP UI)
+Anomalies (shape, dtype, value range, unseen label, empty split, a class missing
+from a split, severe class imbalance, drift between train and the other splits,
+and drift against an earlier run's statistics.json when one is given) stop the
+pipeline with a one-line error naming the first anomaly.
 """
 
 from __future__ import annotations
 
 import argparse
-import html
 import json
 import math
 from pathlib import Path
 
 import numpy as np
 
-from imgclf import datasets, settings, storage
+from imgclf import datasets, drift, settings, storage
 from imgclf.errors import UserError, run_cli
 
 SCHEMA_VERSION = 1
 
 
-def split_statistics(images: np.ndarray, labels: np.ndarray, num_classes: int) -> dict:
+def split_statistics(images: np.ndarray, labels: np.ndarray, num_classes: int, profile: dict | None = None) -> dict:
+    """Count, shape, dtype, pixel moments and label shares of one split (+ its drift profile when given)."""
     counts = np.bincount(labels.astype(np.int64), minlength=num_classes) if len(labels) else np.zeros(num_classes)
-    pixels = images.astype(np.float64)
+    if profile is not None and images.size:  # exact moments from the profile's 256-bin pixel histogram
+        hist = np.asarray(profile["pixel_histogram"], dtype=np.float64)
+        values = np.arange(256, dtype=np.float64)
+        mean = float(hist @ values / images.size)
+        std = math.sqrt(max(float(hist @ (values - mean) ** 2 / images.size), 0.0))
+        lo, hi = int(np.flatnonzero(hist)[0]), int(np.flatnonzero(hist)[-1])
+    else:
+        pixels = images.astype(np.float64)
+        mean, std = (float(pixels.mean()), float(pixels.std())) if images.size else (0.0, 0.0)
+        lo, hi = (int(images.min()), int(images.max())) if images.size else (0, 0)
     return {
         "count": int(len(labels)),
         "shape": list(images.shape[1:]),
         "dtype": str(images.dtype),
-        "pixel_mean": float(pixels.mean()) if images.size else 0.0,
-        "pixel_std": float(pixels.std()) if images.size else 0.0,
-        "pixel_min": int(images.min()) if images.size else 0,
-        "pixel_max": int(images.max()) if images.size else 0,
+        "pixel_mean": mean,
+        "pixel_std": std,
+        "pixel_min": lo,
+        "pixel_max": hi,
         "label_counts": [int(c) for c in counts],
         "label_shares": [float(c) / max(len(labels), 1) for c in counts],
+        **({"profile": profile} if profile is not None else {}),
     }
 
 
@@ -56,28 +69,28 @@ def infer_schema(train_stats: dict, num_classes: int) -> dict:
     }
 
 
-def drift(base: dict, other: dict, base_name: str, cfg=settings.VALIDATE) -> list[tuple[str, str]]:
-    """(kind, detail) for each drift check `other` fails against `base` (two split statistics)."""
-    found = []
-    shares = [np.asarray(s["label_shares"], dtype=float) for s in (base, other)]
-    width = max(len(x) for x in shares)
-    a, b = (np.pad(x, (0, width - len(x))) for x in shares)
-    linf = float(np.max(np.abs(a - b)))
-    if linf > cfg.max_label_linf:
-        found.append(("label_drift", f"label distribution L-inf distance to {base_name} {linf:.3f} > {cfg.max_label_linf}"))
-    shift = abs(base["pixel_mean"] - other["pixel_mean"])
-    if shift > cfg.max_pixel_mean_shift:
-        found.append(("pixel_drift", f"mean pixel shift vs {base_name} {shift:.2f} > {cfg.max_pixel_mean_shift}"))
-    return found
+def drift_table(stats: dict, cfg=settings.VALIDATE, reference: dict | None = None) -> list[dict]:
+    """Every drift distance: each non-empty split vs train, and each split vs the reference's same split."""
+    rows = []
+    train = stats.get("train")
+    if train and train["count"]:
+        for split in (k for k in stats if k != "train" and stats[k]["count"]):
+            rows += [{"split": split, "against": "train", **r} for r in drift.drift_rows(train, stats[split], cfg)]
+    for split, ref in (reference or {}).items():
+        if split in stats and stats[split]["count"] and ref.get("count"):
+            rows += [{"split": split, "against": f"reference {split}", **r}
+                     for r in drift.drift_rows(ref, stats[split], cfg)]
+    return rows
 
 
-def find_anomalies(stats: dict, schema: dict, cfg=settings.VALIDATE, reference: dict | None = None) -> list[dict]:
+def find_anomalies(stats: dict, schema: dict, cfg=settings.VALIDATE, reference: dict | None = None,
+                   drift_rows: list[dict] | None = None) -> list[dict]:
     """Compare statistics with the schema, between splits (drift vs train) and, when given, with a
     reference run's statistics (drift of each split vs the same split then); returns the anomalies."""
     found = []
 
-    def add(split, kind, detail):
-        found.append({"split": split, "kind": kind, "detail": detail})
+    def add(split, kind, detail, **extra):
+        found.append({"split": split, "kind": kind, "detail": detail, **extra})
 
     for split in schema["required_splits"]:
         if split not in stats:
@@ -97,45 +110,24 @@ def find_anomalies(stats: dict, schema: dict, cfg=settings.VALIDATE, reference: 
         unseen = [c for c, n in enumerate(s["label_counts"]) if n and c not in labels]
         if unseen:
             add(split, "unseen_label", f"labels {unseen} are not in the schema's label set")
+        missing = [c for c in labels if c >= len(s["label_counts"]) or s["label_counts"][c] == 0]
+        for c in missing:
+            add(split, "missing_class", f"{split}.npz field 'labels': class {c} ({_class_name(c)}) has no examples")
         floor = cfg.min_class_share_ratio / len(labels)
-        rare = [c for c in labels if c < len(s["label_shares"]) and s["label_shares"][c] < floor]
+        rare = [c for c in labels if c not in missing and c < len(s["label_shares"]) and s["label_shares"][c] < floor]
         if rare:
             add(split, "class_imbalance", f"classes {rare} hold under {floor:.3%} of examples each")
-    train = stats.get("train")
-    if train and train["count"]:
-        for split in (k for k in stats if k != "train" and stats[k]["count"]):
-            for kind, detail in drift(train, stats[split], "train", cfg):
-                add(split, kind, detail)
-    for split, ref in (reference or {}).items():
-        if split in stats and stats[split]["count"] and ref.get("count"):
-            for kind, detail in drift(ref, stats[split], f"the reference's {split}", cfg):
-                add(split, f"{kind}_vs_reference", detail)
+    for row in drift_table(stats, cfg, reference) if drift_rows is None else drift_rows:
+        if row["drifted"]:
+            what, unit = drift.CHECKS[row["check"]]
+            kind = "drift" if row["against"] == "train" else "drift_vs_reference"
+            add(row["split"], kind, f"{row['check']} vs {row['against']}: {what} {row['value']:.4g} {unit} "
+                f"> threshold {row['threshold']:.4g}", check=row["check"])
     return found
 
 
-def render_report(stats: dict, schema: dict, anomalies: list[dict]) -> str:
-    """A self-contained HTML page (no external assets) with statistics, schema and anomalies."""
-    names = settings.CLASS_NAMES
-    rows = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{s['count']}</td><td>{s['pixel_mean']:.2f}</td><td>{s['pixel_std']:.2f}</td>"
-        f"<td>{s['pixel_min']}..{s['pixel_max']}</td></tr>" for k, s in stats.items())
-    label_rows = "".join(
-        f"<tr><td>{html.escape(names[c] if c < len(names) else str(c))}</td>"
-        + "".join(f"<td>{s['label_shares'][c]:.3f}</td>" for s in stats.values()) + "</tr>"
-        for c in range(len(next(iter(stats.values()))["label_shares"])))
-    anomaly_rows = "".join(f"<tr><td>{html.escape(a['split'])}</td><td>{html.escape(a['kind'])}</td>"
-                           f"<td>{html.escape(a['detail'])}</td></tr>" for a in anomalies)
-    verdict = (f"<p style='color:#b00'><b>{len(anomalies)} anomalies</b></p>" if anomalies
-               else "<p style='color:#070'><b>No anomalies</b></p>")
-    split_heads = "".join(f"<th>{html.escape(k)}</th>" for k in stats)
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>Data validation</title>
-<style>body{{font-family:sans-serif;margin:1em}}table{{border-collapse:collapse;margin-bottom:1em}}
-td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}</style></head><body>
-<h2>Data validation</h2>{verdict}
-<h3>Statistics</h3><table><tr><th>split</th><th>count</th><th>pixel mean</th><th>pixel std</th><th>range</th></tr>{rows}</table>
-<h3>Label shares</h3><table><tr><th>class</th>{split_heads}</tr>{label_rows}</table>
-<h3>Anomalies</h3><table><tr><th>split</th><th>kind</th><th>detail</th></tr>{anomaly_rows}</table>
-<h3>Schema</h3><pre>{html.escape(json.dumps(schema, indent=2))}</pre></body></html>"""
+def _class_name(c: int) -> str:
+    return settings.CLASS_NAMES[c] if 0 <= c < len(settings.CLASS_NAMES) else str(c)
 
 
 def load_schema(path: str) -> dict:
@@ -159,8 +151,12 @@ def load_schema(path: str) -> dict:
     return schema
 
 
-def load_reference(path: str) -> dict:
-    """A statistics.json written by an earlier validate run (local or gs://)."""
+def load_reference(path: str, shape: list[int] | None = None, num_classes: int | None = None,
+                   splits: list[str] | None = None) -> dict:
+    """A statistics.json written by an earlier validate run (local or gs://).
+
+    With shape / num_classes (this dataset's), a reference from data of another image shape or
+    another class count is refused in one line naming the field."""
     try:
         ref = json.loads(storage.read_bytes(path))
     except json.JSONDecodeError as exc:
@@ -175,15 +171,42 @@ def load_reference(path: str) -> dict:
     bad = [k for k, v in (ref.items() if isinstance(ref, dict) else [("(root)", None)]) if not well_formed(v)]
     if bad or not ref:
         raise UserError(f"{path}: not a statistics.json from imgclf-validate (bad entry {(bad or ['(empty)'])[0]!r})")
+    if splits is not None and not set(ref) & set(splits):
+        raise UserError(f"{path}: no split in common with the dataset ({', '.join(sorted(ref))} vs "
+                        f"{', '.join(sorted(splits))})")
+    for split, v in ref.items():
+        if shape is not None and "shape" in v and list(v["shape"]) != list(shape):
+            raise UserError(f"{path}: field '{split}.shape' is {v['shape']}, but this dataset's images are {list(shape)} "
+                            "(a reference from another kind of data)")
+        if num_classes is not None and len(v["label_shares"]) != num_classes:
+            raise UserError(f"{path}: field '{split}.label_shares' has {len(v['label_shares'])} classes, but this "
+                            f"dataset has {num_classes} (a reference from another kind of data)")
+        if "profile" in v and shape is not None and not _profile_ok(v["profile"], shape, len(v["label_shares"])):
+            raise UserError(f"{path}: field '{split}.profile' is malformed or for images of another shape than "
+                            f"{list(shape)}")
     return ref
+
+
+def _profile_ok(prof, shape: list[int], n_classes: int) -> bool:
+    """Whether a reference's drift profile has the layout drift.profile writes, for images of `shape`."""
+    pixels = math.prod(shape)
+    try:
+        return (len(prof["pixel_histogram"]) == 256 and len(prof["mean_image"]) == pixels
+                and len(prof["class_mean_images"]) == n_classes
+                and all(m is None or len(m) == pixels for m in prof["class_mean_images"])
+                and len(prof["row_mass"]) == shape[0] and len(prof["col_mass"]) == shape[-1]
+                and all(len(prof["image_stats"][k]["counts"]) == bins and len(prof["image_stats"][k]["range"]) == 2
+                        for k, (_, _, bins) in drift.STAT_BINS.items()))
+    except (KeyError, TypeError, IndexError):
+        return False
 
 
 def validate(dataset_dir: str, output_dir: str, schema_path: str | None = None, fail_on_anomalies: bool = True,
              reference_statistics: str | None = None) -> dict:
-    """Compute statistics, infer or import the schema, check anomalies; write the four outputs.
+    """Compute statistics, infer or import the schema, check anomalies and drift; write the five outputs.
 
     reference_statistics: an earlier run's statistics.json; each split is also checked for
-    drift against the same split there (label shares, mean pixel), like TFX's drift comparator.
+    drift against the same split there (every check of imgclf.drift), like TFX's drift comparator.
 
     Raises UserError naming the first anomaly when fail_on_anomalies and any are found
     (the outputs are written first, so the report is there to read).
@@ -191,30 +214,37 @@ def validate(dataset_dir: str, output_dir: str, schema_path: str | None = None, 
     storage.check_new_output(output_dir)
     meta = datasets.read_metadata(dataset_dir)
     num_classes = int(meta["num_classes"])
-    loaded = {split: datasets.load_split(dataset_dir, split) for split in meta["splits"]}
+    order = [s for s in settings.SPLITS if s in meta["splits"]] + [s for s in meta["splits"] if s not in settings.SPLITS]
+    loaded = {split: datasets.load_split(dataset_dir, split) for split in order}
     # One label-count length for every split, so an out-of-range label in one split is reported
     # as an unseen label rather than breaking the comparison between splits.
     width = max([num_classes] + [int(labels.max(initial=0)) + 1 for _, labels in loaded.values()])
-    stats = {split: split_statistics(images, labels, width) for split, (images, labels) in loaded.items()}
-    schema = load_schema(schema_path) if schema_path else infer_schema(stats.get("train") or next(iter(stats.values())),
-                                                                       num_classes)
-    reference = load_reference(reference_statistics) if reference_statistics else None
-    if reference is not None and not set(reference) & set(stats):
-        raise UserError(f"{reference_statistics}: no split in common with {dataset_dir} "
-                        f"({', '.join(sorted(reference))} vs {', '.join(sorted(stats))})")
-    anomalies = find_anomalies(stats, schema, reference=reference)
+    schema = load_schema(schema_path) if schema_path else None
+    shape = list(meta.get("image_shape") or [settings.IMAGE_HEIGHT, settings.IMAGE_WIDTH])
+    reference = (load_reference(reference_statistics, shape, num_classes, list(meta["splits"]))
+                 if reference_statistics else None)
+    stats = {split: split_statistics(images, labels, width, drift.profile(images, labels, width)
+                                     if images.ndim == 3 and len(labels) and images.dtype == np.uint8 else None)
+             for split, (images, labels) in loaded.items()}
+    schema = schema or infer_schema(stats.get("train") or next(iter(stats.values())), num_classes)
+    rows = drift_table(stats, reference=reference)
+    anomalies = find_anomalies(stats, schema, reference=reference, drift_rows=rows)
+    from imgclf.reports.validate_report import render_report
+
+    page = render_report(stats, schema, anomalies, rows)
     out = Path(output_dir)
     with storage.atomic_directory(out) as tmp:
-        (tmp / "statistics.json").write_text(json.dumps(stats, indent=2))
+        (tmp / "statistics.json").write_text(json.dumps(stats, indent=1))
         (tmp / "schema.json").write_text(json.dumps(schema, indent=2))
+        (tmp / "drift.json").write_text(json.dumps(rows, indent=2))
         (tmp / "anomalies.json").write_text(json.dumps(anomalies, indent=2))
-        (tmp / "report.html").write_text(render_report(stats, schema, anomalies))
+        (tmp / "report.html").write_text(page)
     if anomalies and fail_on_anomalies:
         first = anomalies[0]
         more = f" (and {len(anomalies) - 1} more, see {out / 'anomalies.json'})" if len(anomalies) > 1 else ""
         raise UserError(f"{dataset_dir}: data anomaly in split '{first['split']}': {first['kind']}: "
                         f"{first['detail']}{more}")
-    return {"statistics": stats, "schema": schema, "anomalies": anomalies}
+    return {"statistics": stats, "schema": schema, "anomalies": anomalies, "drift": rows}
 
 
 def main(argv: list[str] | None = None) -> int:
