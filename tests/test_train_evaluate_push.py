@@ -66,15 +66,17 @@ def test_evaluate_then_push_versions(trained_model, small_dataset, tmp_path):
     assert sum(map(sum, first["metrics"]["confusion_matrix"])) == 500
     v1 = push_step.push(trained_model, str(tmp_path / "e1" / "blessing.json"), str(base), "m")
     assert v1["version"] == 1 and (base / "m" / "1" / "saved_model.pb").is_file()
-    # Second round compares with version 1 (same model: same accuracy, blessed) and pushes version 2.
+    # Second round compares with version 1 (same model: same accuracy, blessed); pushing it again is
+    # idempotent: version 1 already holds this model, so nothing new is created.
     second = evaluate_step.evaluate(small_dataset, trained_model, str(tmp_path / "e2"), str(base), "m", 0.5, 0.01)
     assert second["blessing"]["baseline"]["version"] == 1
     assert second["blessing"]["baseline"]["accuracy"] == pytest.approx(first["metrics"]["accuracy"])
-    assert push_step.push(trained_model, str(tmp_path / "e2" / "blessing.json"), str(base), "m")["version"] == 2
-    # A left-over temp dir or a half-written numeric dir never becomes "latest"; numbering skips it.
+    again = push_step.push(trained_model, str(tmp_path / "e2" / "blessing.json"), str(base), "m")
+    assert again["version"] == 1 and again["created"] is False
+    # A half-written numeric dir never becomes "latest".
     (base / "m" / "3").mkdir()
-    assert push_step.push(trained_model, str(tmp_path / "e2" / "blessing.json"), str(base), "m")["version"] == 4
-    assert sorted(p.name for p in (base / "m").iterdir()) == ["1", "2", "3", "4"]
+    assert push_step.push(trained_model, str(tmp_path / "e2" / "blessing.json"), str(base), "m")["version"] == 1
+    assert sorted(p.name for p in (base / "m").iterdir()) == [".claims", "1", "3"]
 
 
 def test_unblessed_model_is_not_pushed(trained_model, small_dataset, tmp_path):
