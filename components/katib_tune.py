@@ -15,6 +15,10 @@ def katib_tune_op(dataset: Input[Dataset], namespace: str, data_pvc: str, max_tr
     allowed to create experiments.kubeflow.org (Kubeflow's default-editor is). namespace '' means the pod's
     own; max_trials / parallel_trials 0 take the search space's budget.
     """
+    from imgclf.errors import exit_on_user_error
+
+    exit_on_user_error("katib_tune")  # a UserError ends the task in one line, no traceback
+
     import json
     import os
     import shutil

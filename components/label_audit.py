@@ -10,6 +10,10 @@ from imgclf import settings
 def label_audit_op(dataset: Input[Dataset], max_examples: int, seed: int, issues: Output[Artifact],
                    report: Output[HTML], metrics: Output[Metrics]):
     """Report suspected mislabelled training examples (label_issues.json + an HTML page with thumbnails)."""
+    from imgclf.errors import exit_on_user_error
+
+    exit_on_user_error("label_audit")  # a UserError ends the task in one line, no traceback
+
     import os
     import shutil
 

@@ -10,6 +10,10 @@ from imgclf import settings
 def push_op(model: Input[Model], evaluation: Input[Artifact], push_base: str, model_name: str,
             pushed: Output[Artifact]) -> str:
     """Copy the SavedModel to <push_base>/<model_name>/<next version>/; returns the version's URI."""
+    from imgclf.errors import exit_on_user_error
+
+    exit_on_user_error("push")  # a UserError ends the task in one line, no traceback
+
     import json
     import os
 

@@ -22,6 +22,9 @@ STEPS = ("ingest", "validate", "label_audit", "hyperparameters", "tune", "katib_
 HEAVY_STEPS = ("tune", "train")
 # Never cache: ingest reads a mutable URI; push has a side effect (a new served version).
 UNCACHED_STEPS = ("ingest", "push")
+# Steps that read or write URIs (data, schema, reference statistics, pushed models): they get the
+# S3 endpoint and credentials of settings (KFP's MinIO by default) as AWS_* variables.
+STORAGE_STEPS = ("ingest", "validate", "evaluate", "push")
 GPU_TOLERATION_OPERATOR = "Exists"
 GPU_TOLERATION_EFFECT = "NoSchedule"
 
@@ -43,9 +46,20 @@ def apply_platform(task: PipelineTask, step: str, gpu: bool) -> PipelineTask:
     task.set_memory_limit(cluster.train_memory_limit if heavy else cluster.memory_limit)
     if step in UNCACHED_STEPS:
         task.set_caching_options(enable_caching=False)
+    if step in STORAGE_STEPS:
+        _use_object_store(task)
     if gpu and heavy:
         _use_gpu(task)
     return task
+
+
+def _use_object_store(task: PipelineTask) -> None:
+    """AWS_ENDPOINT_URL and the credentials secret (optional: a gs:// or local-only run needs neither)."""
+    if settings.S3_ENDPOINT_URL:
+        task.set_env_variable("AWS_ENDPOINT_URL", settings.S3_ENDPOINT_URL)
+    if settings.S3_CREDENTIALS_SECRET:
+        kubernetes.use_secret_as_env(task, secret_name=settings.S3_CREDENTIALS_SECRET,
+                                     secret_key_to_env=settings.S3_CREDENTIALS_KEYS, optional=True)
 
 
 def _use_gpu(task: PipelineTask) -> None:
