@@ -123,6 +123,29 @@ def test_create_if_absent_is_the_stores_own_precondition(store, request):
     assert storage.read_bytes(uri) == b"first"
 
 
+def test_gcs_claim_asks_for_if_generation_match_zero(emulator, monkeypatch, tmp_path):
+    """The emulator ignores the precondition, but its requests show the claim asks real GCS for it
+    (which answers 412 when the object exists; gcsfs raises FileExistsError, read as "taken")."""
+    from gcp_storage_emulator import server as gcs_server
+
+    seen, real = [], gcs_server.Router.handle
+
+    def recording(self, method):
+        seen.append((method, self._request_handler.path))
+        return real(self, method)
+
+    monkeypatch.setattr(gcs_server.Router, "handle", recording)
+    prefix = f"gs://{GCS_TEST_BUCKET}/{uuid.uuid4().hex[:8]}"
+    (tmp_path / "f").write_bytes(b"data")
+    storage.upload_file(tmp_path / "f", f"{prefix}/plain")
+    plain = [path for method, path in seen if method == "POST" and "/upload/" in path]
+    seen.clear()
+    assert storage.create_exclusive(f"{prefix}/.claims/1.json", b"claim") is True
+    claims = [path for method, path in seen if method == "POST" and "/upload/" in path]
+    assert len(plain) == 1 and "ifGenerationMatch" not in plain[0]
+    assert len(claims) == 1 and "ifGenerationMatch=0" in claims[0], claims
+
+
 def _partial_state(store: str) -> str | None:
     """What a killed-now pusher would leave: a half-copied version (object stores) or temp dir (local)."""
     base = versions.model_base(store, NAME)
