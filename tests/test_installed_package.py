@@ -20,7 +20,10 @@ from pathlib import Path
 from tests.conftest import S3_TEST_BUCKET
 
 ROOT = Path(__file__).resolve().parents[1]
-CHECKOUT_ONLY = {"imgclf-katib": [], "imgclf-submit": ["--host", "http://127.0.0.1:9"]}
+# Tools that write (or read) the checkout's own files: outside it they say so in one line.
+CHECKOUT_ONLY = {"imgclf-katib": ["imgclf-katib"], "imgclf-submit": ["imgclf-submit", "--host", "http://127.0.0.1:9"],
+                 "manifests": ["python", "-m", "imgclf.manifests"],
+                 "check-manifests": ["python", "-m", "imgclf.manifest_checks"]}
 
 
 def _run(cmd: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
@@ -58,10 +61,10 @@ def test_wheel_installed_outside_a_checkout_runs_every_cli_and_the_steps(tmp_pat
     for script in scripts:
         done = _run([str(venv / "bin" / script), "--help"], work, env)
         assert done.returncode == 0 and "usage:" in done.stdout, (script, done.stderr[-2000:])
-    for script, args in CHECKOUT_ONLY.items():  # tools that write the checkout's files say so in one line
-        done = _run([str(venv / "bin" / script), *args], work, env)
-        assert done.returncode == 2 and done.stderr.count("\n") == 1, (script, done.stderr)
-        assert "checkout" in done.stderr, (script, done.stderr)
+    for tool, (program, *args) in CHECKOUT_ONLY.items():
+        done = _run([str(venv / "bin" / program), *args], work, env)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, (tool, done.stderr)
+        assert "checkout" in done.stderr, (tool, done.stderr)
 
     bin_ = venv / "bin"
     steps = [

@@ -72,12 +72,15 @@ def _files_to_push(src: Path, blessing_path: str | Path) -> list[tuple[Path, str
 
 
 def _claim_version(base: storage.Location, record: dict) -> int:
-    """The next free version number, claimed by a create-if-absent of its record (never released)."""
+    """The next free version number, claimed by a create-if-absent of its record (never released).
+
+    Numbers lost to a concurrent pusher's claim are appended to record["lost_claims"]."""
     for _ in range(MAX_CLAIM_TRIES):
         version = max(versions.taken_versions(base), default=0) + 1
         data = json.dumps({**record, "version": version}, indent=2).encode()
         if storage.create_exclusive(versions.claim_uri(base, version), data):
             return version
+        record.setdefault("lost_claims", []).append(version)
     raise UserError(f"{base.uri()}: could not claim a new version after {MAX_CLAIM_TRIES} tries")
 
 
@@ -161,7 +164,10 @@ def push(model_dir: str, blessing_path: str, push_base: str = settings.DEFAULT_P
     files = _files_to_push(src, blessing_path)
     with storage.store_errors(base):
         version = (_push_object_store if base.is_remote else _push_local)(files, base, record)
-    return {"version": version, "uri": base.child(str(version)).uri(), "pushed_at": pushed_at, "created": True}
+    result = {"version": version, "uri": base.child(str(version)).uri(), "pushed_at": pushed_at, "created": True}
+    if record.get("lost_claims"):
+        result["lost_claims"] = record["lost_claims"]
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = push(args.model, args.blessing, args.push_base, args.model_name)
     if result["created"]:
-        print(f"pushed version {result['version']} to {result['uri']}")
+        lost = result.get("lost_claims")
+        note = f" (version {', '.join(map(str, lost))} claimed first by a concurrent push)" if lost else ""
+        print(f"pushed version {result['version']} to {result['uri']}{note}")
     else:
         print(f"version {result['version']} at {result['uri']} already holds this model; nothing pushed")
     return 0
