@@ -58,9 +58,11 @@ def test_wheel_installed_outside_a_checkout_runs_every_cli_and_the_steps(tmp_pat
     assert where.startswith(str(purelib)), f"imgclf imported from {where}, not from the installed wheel"
 
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    for script in scripts:
-        done = _run([str(venv / "bin" / script), "--help"], work, env)
-        assert done.returncode == 0 and "usage:" in done.stdout, (script, done.stderr[-2000:])
+    helps = {script: subprocess.Popen([str(venv / "bin" / script), "--help"], cwd=work, env=env, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE) for script in scripts}
+    for script, proc in helps.items():
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0 and "usage:" in out, (script, err[-2000:])
     for tool, (program, *args) in CHECKOUT_ONLY.items():
         done = _run([str(venv / "bin" / program), *args], work, env)
         assert done.returncode == 2 and done.stderr.count("\n") == 1, (tool, done.stderr)
