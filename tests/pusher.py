@@ -1,8 +1,8 @@
-"""A pusher process for the storage contract tests: imports and connects first, then waits for a go file.
+"""A pusher process for the storage contract tests: imports and connects first, then waits for a go line.
 
 Usage: python -m tests.pusher READY_FILE -- <imgclf-push arguments>
 Touches READY_FILE once the store answered, waits for a line on stdin, then runs imgclf-push, so
-two pushers released together really race: both check for newer versions before either publishes.
+two pushers released together really race (both normally check the store before either publishes).
 """
 
 from __future__ import annotations

@@ -137,7 +137,11 @@ def store_errors(loc: Location, missing: str = "no such file or object"):
     except FileExistsError:
         raise
     except FileNotFoundError:
-        if loc.is_remote and not _bucket_exists(loc):
+        try:
+            bucket_missing = loc.is_remote and not _bucket_exists(loc)
+        except PermissionError as exc:
+            raise UserError(f"{loc.uri()}: permission denied ({_first_line(exc)})") from None
+        if bucket_missing:
             raise UserError(f"{loc.uri()}: no such bucket '{loc.bucket}'") from None
         raise UserError(f"{loc.uri()}: {missing}") from None
     except PermissionError as exc:
