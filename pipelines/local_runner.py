@@ -37,6 +37,7 @@ def run_local(params: dict, pipeline_root: Path = PIPELINE_ROOT) -> dict:
     """Run the CPU pipeline locally with params; returns a summary read from the run's artifacts."""
     from kfp import local
 
+    from pipelines import platform
     from pipelines.training_pipeline import build_pipeline
 
     # Steps inherit this environment: keep TensorFlow's C++ start-up chatter out of the step logs.
@@ -53,6 +54,7 @@ def run_local(params: dict, pipeline_root: Path = PIPELINE_ROOT) -> dict:
         # Our image name does not contain "python"; locally the step runs in this venv anyway.
         warnings.filterwarnings("ignore", message=".*non-Python base image.*")
         os.environ[STEP_ERROR_FILE_ENV] = errors.name
+        platform.LOCAL_RUN = True  # keep the cluster's MinIO endpoint out of local steps' environment
         try:
             build_pipeline(gpu=False)(**params)
         except RuntimeError as exc:
@@ -63,6 +65,7 @@ def run_local(params: dict, pipeline_root: Path = PIPELINE_ROOT) -> dict:
             raise UserError(f"local pipeline run failed: {first} (the step's own error is in its log above)") from None
         finally:
             os.environ.pop(STEP_ERROR_FILE_ENV, None)
+            platform.LOCAL_RUN = False
     seconds = time.perf_counter() - start
     run_dir = _newest_run_dir(before)
     blessing_files = sorted(run_dir.glob("*/evaluation/blessing.json")) if run_dir else []

@@ -53,8 +53,16 @@ def apply_platform(task: PipelineTask, step: str, gpu: bool) -> PipelineTask:
     return task
 
 
+# kfp's local runner ignores the Kubernetes platform spec (the secret) but does apply container env
+# variables, which would point local steps at the cluster's MinIO: pipelines.local_runner sets this to
+# True so local steps keep the caller's own AWS_ENDPOINT_URL and credentials.
+LOCAL_RUN = False
+
+
 def _use_object_store(task: PipelineTask) -> None:
     """AWS_ENDPOINT_URL and the credentials secret (optional: a gs:// or local-only run needs neither)."""
+    if LOCAL_RUN:
+        return
     if settings.S3_ENDPOINT_URL:
         task.set_env_variable("AWS_ENDPOINT_URL", settings.S3_ENDPOINT_URL)
     if settings.S3_CREDENTIALS_SECRET:

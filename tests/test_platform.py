@@ -70,6 +70,16 @@ def test_storage_steps_get_the_s3_endpoint_and_kfp_minio_secret(tmp_path):
         "accesskey": "AWS_ACCESS_KEY_ID", "secretkey": "AWS_SECRET_ACCESS_KEY"}
 
 
+def test_a_local_run_keeps_the_cluster_endpoint_out_of_step_environments(tmp_path, monkeypatch):
+    """kfp's local runner applies container env (not the platform spec): local steps must keep the
+    caller's AWS_ENDPOINT_URL, not get the cluster's MinIO."""
+    from pipelines import platform
+
+    monkeypatch.setattr(platform, "LOCAL_RUN", True)
+    _, docs = strict_spec(compile_tiny(tmp_path, gpu=False))
+    assert "env" not in container(docs, "exec-dummy-ingest") and len(docs) == 1
+
+
 def test_gpu_train_gets_accelerator_image_selector_and_toleration(tmp_path):
     spec, docs = strict_spec(compile_tiny(tmp_path, gpu=True))
     train = container(docs, "exec-dummy-train")
