@@ -18,6 +18,10 @@ def evaluate_op(dataset: Input[Dataset], model: Input[Model], push_base: str, mo
     (A single return value rather than a NamedTuple: kfp's local runner resolves
     dsl.If conditions on a task's single "Output" but not on named outputs.)
     """
+    from imgclf.errors import exit_on_user_error
+
+    exit_on_user_error("evaluate")  # a UserError ends the task in one line, no traceback
+
     import os
     import shutil
 

@@ -9,6 +9,10 @@ from imgclf import settings
 @dsl.component(base_image=settings.CPU_IMAGE, install_kfp_package=False)
 def export_tflite_op(dataset: Input[Dataset], model: Input[Model], tflite: Output[Model], metrics: Output[Metrics]):
     """Write model_dynamic_range.tflite, model_int8.tflite and tflite_report.json; log sizes and accuracies."""
+    from imgclf.errors import exit_on_user_error
+
+    exit_on_user_error("export_tflite")  # a UserError ends the task in one line, no traceback
+
     from imgclf.steps.export_tflite import VARIANTS, export_tflite
 
     report = export_tflite(model.path, dataset.path, tflite.path)

@@ -14,6 +14,10 @@ from imgclf import settings
 def default_hyperparameters_op(conv1_filters: int, conv2_filters: int, kernel_size: int, dense_units: int,
                                dropout: float, learning_rate: float, batch_size: int) -> str:
     """Check the given (untuned) hyperparameters and return them as JSON."""
+    from imgclf.errors import exit_on_user_error
+
+    exit_on_user_error("hyperparameters")  # a UserError ends the task in one line, no traceback
+
     import json
 
     from imgclf.model import HyperParams

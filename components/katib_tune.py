@@ -17,6 +17,10 @@ def katib_tune_op(dataset_path: str, namespace: str, data_pvc: str, algorithm: s
     (the only one whose PVC trials can mount; another is refused); algorithm '' and max_trials / parallel_trials /
     epochs 0 take the search space's values.
     """
+    from imgclf.errors import exit_on_user_error
+
+    exit_on_user_error("katib_tune")  # a UserError ends the task in one line, no traceback
+
     import json
     import os
     import shutil

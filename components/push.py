@@ -13,6 +13,10 @@ def push_op(model: Input[Model], evaluation: Input[Artifact], push_base: str, mo
 
     rollout_inferenceservice '[NAMESPACE/]NAME' (not ''): then patch that InferenceService so KServe serves it.
     """
+    from imgclf.errors import exit_on_user_error
+
+    exit_on_user_error("push")  # a UserError ends the task in one line, no traceback
+
     import json
     import os
 

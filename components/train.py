@@ -13,6 +13,10 @@ def train_op(dataset: Input[Dataset], hyperparameters: str, epochs: int, seed: i
 
     epochs and seed always come from the pipeline parameters.
     """
+    from imgclf.errors import exit_on_user_error
+
+    exit_on_user_error("train")  # a UserError ends the task in one line, no traceback
+
     import json
 
     from imgclf.model import HyperParams

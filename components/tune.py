@@ -17,6 +17,10 @@ def tune_op(dataset: Input[Dataset], algorithm: str, max_trials: int, epochs: in
     algorithm '' / max_trials 0 / epochs 0 take the search space's values. state_dir '' keeps the tuner
     state in the pod; a path on a volume (e.g. a PVC) makes a retried or re-run step resume the search.
     """
+    from imgclf.errors import exit_on_user_error
+
+    exit_on_user_error("tune")  # a UserError ends the task in one line, no traceback
+
     import json
     import os
     import shutil

@@ -14,6 +14,10 @@ def validate_op(dataset: Input[Dataset], schema_uri: str, reference_statistics_u
     reference_statistics_uri: an earlier run's statistics.json (e.g. the statistics artifact of
     the last good run in the bucket) to check drift against; '' skips that check.
     """
+    from imgclf.errors import exit_on_user_error
+
+    exit_on_user_error("validate")  # a UserError ends the task in one line, no traceback
+
     import os
     import shutil
 

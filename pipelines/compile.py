@@ -12,9 +12,11 @@ import os
 import tempfile
 from pathlib import Path
 
+import yaml
 from kfp import compiler
 
 from imgclf import settings
+from imgclf.kfp_compat import without_default_secret_optional
 from pipelines.training_pipeline import build_pipeline
 
 VARIANTS = {settings.PIPELINE_YAML.name: False, settings.PIPELINE_GPU_YAML.name: True}
@@ -29,11 +31,26 @@ def compile_all(output_dir: Path = settings.PIPELINE_DIR) -> list[Path]:
         os.close(fd)
         try:
             compiler.Compiler().compile(build_pipeline(gpu=gpu), package_path=tmp)
+            _for_min_backend(Path(tmp))
             os.replace(tmp, target)
         finally:
             Path(tmp).unlink(missing_ok=True)
         written.append(target)
     return written
+
+
+def _for_min_backend(path: Path) -> None:
+    """Rewrite a compiled file so the minimum backend (imgclf.kfp_compat.MIN_BACKEND) accepts it, written the
+    way kfp writes it (its header comments, then yaml.dump_all with sorted keys)."""
+    text = path.read_text()
+    lines = text.splitlines(keepends=True)
+    header = "".join(line for line in lines[:next(i for i, line in enumerate(lines) if not line.startswith("#"))])
+    docs = list(yaml.safe_load_all(text))
+    if len(docs) > 1:
+        docs[1] = without_default_secret_optional(docs[1])
+    with path.open("w") as f:
+        f.write(header)
+        yaml.dump_all(docs, f, sort_keys=True)
 
 
 def main(argv: list[str] | None = None) -> int:

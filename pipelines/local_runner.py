@@ -14,12 +14,13 @@ import json
 import os
 import re
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
 
-from imgclf import kfp_params, settings, storage, versions
-from imgclf.errors import UserError, run_cli
+from imgclf import kfp_params, settings, versions
+from imgclf.errors import STEP_ERROR_FILE_ENV, UserError, run_cli
 from imgclf.kfp_spec_check import load_pipeline_docs
 
 PIPELINE_ROOT = settings.LOCAL_RUNS_DIR / "local_outputs"
@@ -41,6 +42,7 @@ def run_local(params: dict, pipeline_root: Path = PIPELINE_ROOT) -> dict:
     """Run the CPU pipeline locally with params; returns a summary read from the run's artifacts."""
     from kfp import local
 
+    from pipelines import platform
     from pipelines.training_pipeline import build_pipeline
 
     # Steps inherit this environment: keep TensorFlow's C++ start-up chatter out of the step logs.
@@ -52,14 +54,23 @@ def run_local(params: dict, pipeline_root: Path = PIPELINE_ROOT) -> dict:
     base = versions.model_base(params["push_base"], params["model_name"])
     pushed_before = versions.servable_versions(base)
     start = time.perf_counter()
-    with warnings.catch_warnings():
+    # A step that fails on a user error writes its one line here (imgclf.errors.exit_on_user_error).
+    with warnings.catch_warnings(), tempfile.NamedTemporaryFile("r", prefix="imgclf-step-error-") as errors:
         # Our image name does not contain "python"; locally the step runs in this venv anyway.
         warnings.filterwarnings("ignore", message=".*non-Python base image.*")
+        os.environ[STEP_ERROR_FILE_ENV] = errors.name
+        platform.LOCAL_RUN = True  # keep the cluster's MinIO endpoint out of local steps' environment
         try:
             build_pipeline(gpu=False)(**params)
         except RuntimeError as exc:
+            step_errors = [line.strip() for line in errors.read().splitlines() if line.startswith("error: ")]
+            if step_errors:  # the run's last line repeats the step's own one-line error
+                raise UserError(step_errors[-1][len("error: "):]) from None
             first = ANSI_ESCAPE.sub("", str(exc).splitlines()[0])
             raise UserError(f"local pipeline run failed: {first} (the step's own error is in its log above)") from None
+        finally:
+            os.environ.pop(STEP_ERROR_FILE_ENV, None)
+            platform.LOCAL_RUN = False
     seconds = time.perf_counter() - start
     run_dir = _newest_run_dir(before)
     blessing_files = sorted(run_dir.glob("*/evaluation/blessing.json")) if run_dir else []
@@ -103,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     if params["tuner"] not in LOCAL_TUNERS:
         raise UserError(f"tuner={params['tuner']!r}: Katib needs a cluster (make submit); locally use "
                         f"{' or '.join(LOCAL_TUNERS)}")
-    storage.parse_uri(params["push_base"])  # fail fast on a bad scheme
+    # Every value checked against its meaning before any step starts.
+    kfp_params.check_values(kfp_params.effective_values(declared, params), "--param NAME=VALUE")
     summary = run_local(params)
     print("\n=== imgclf local run ===")
     print(f"wall time      {summary['seconds']} s   (artifacts: {summary['run_dir']})")

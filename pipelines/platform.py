@@ -27,6 +27,9 @@ HEAVY_STEPS = ("tune", "train")
 # ("processing OneOf: No successful task found" on a re-run with the same parameters).
 ONEOF_BRANCH_STEPS = ("tune", "katib_stage", "katib_tune", "hyperparameters")
 UNCACHED_STEPS = ("ingest", "push", *ONEOF_BRANCH_STEPS)
+# Steps that read or write URIs (data, schema, reference statistics, pushed models): they get the
+# S3 endpoint and credentials of settings (KFP's MinIO by default) as AWS_* variables.
+STORAGE_STEPS = ("ingest", "validate", "evaluate", "push")
 
 
 def apply_platform(task: PipelineTask, step: str, gpu: bool) -> PipelineTask:
@@ -46,9 +49,30 @@ def apply_platform(task: PipelineTask, step: str, gpu: bool) -> PipelineTask:
     task.set_memory_limit(cluster.train_memory_limit if heavy else cluster.memory_limit)
     if step in UNCACHED_STEPS:
         task.set_caching_options(enable_caching=False)
+    if step in STORAGE_STEPS:
+        _use_object_store(task)
     if gpu and heavy:
         _use_gpu(task)
     return task
+
+
+# kfp's local runner ignores the Kubernetes platform spec (the secret) but does apply container env
+# variables, which would point local steps at the cluster's MinIO: pipelines.local_runner sets this to
+# True so local steps keep the caller's own AWS_ENDPOINT_URL and credentials.
+LOCAL_RUN = False
+
+
+def _use_object_store(task: PipelineTask) -> None:
+    """AWS_ENDPOINT_URL and the credentials secret of settings (an empty setting wires nothing).
+
+    The secret is required: use_secret_as_env(optional=True) needs KFP backend >= 2.15.0 (kfp_compat)."""
+    if LOCAL_RUN:
+        return
+    if settings.S3_ENDPOINT_URL:
+        task.set_env_variable("AWS_ENDPOINT_URL", settings.S3_ENDPOINT_URL)
+    if settings.S3_CREDENTIALS_SECRET:
+        kubernetes.use_secret_as_env(task, secret_name=settings.S3_CREDENTIALS_SECRET,
+                                     secret_key_to_env=settings.S3_CREDENTIALS_KEYS)
 
 
 def _use_gpu(task: PipelineTask) -> None:

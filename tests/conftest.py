@@ -97,3 +97,54 @@ def assert_self_contained(page: str) -> None:
     assert "<script" not in page
     assert not re.search(r"""(src|href)\s*=\s*['"]?(https?:|//)""", page), "external reference in the report"
     assert not re.search(r"url\(\s*['\"]?(https?:|//)", page)
+
+
+S3_TEST_BUCKET = "imgclf-test"
+S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_moto_server(extra_env: dict | None = None):
+    """moto's standalone S3-compatible server (honours If-None-Match: *) as a subprocess; returns (proc, url)."""
+    import subprocess
+    import sys
+    import time
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, **(extra_env or {})})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return proc, f"http://127.0.0.1:{port}"
+        except OSError:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.1)
+    proc.kill()
+    pytest.fail("moto server did not start (pip install 'moto[server]')")
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A moto S3 server with bucket S3_TEST_BUCKET; AWS_ENDPOINT_URL and test credentials set meanwhile."""
+    proc, url = start_moto_server()
+    env = {**S3_ENV, "AWS_ENDPOINT_URL": url}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    storage.filesystem("s3").mkdir(S3_TEST_BUCKET)
+    yield url
+    proc.kill()
+    proc.wait()
+    for key, value in old.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

@@ -120,7 +120,7 @@ def test_bad_idx_gives_one_line_error_and_writes_nothing(idx_dir, tmp_path, case
     assert not out.exists() and not list(tmp_path.glob(".out*")), "nothing may be half-written"
 
 
-@pytest.mark.parametrize("uri, needle", [("s3://bucket/data", "unknown URI scheme 's3://'"),
+@pytest.mark.parametrize("uri, needle", [("ftp://bucket/data", "unknown URI scheme 'ftp://'"),
                                          ("/no/such/dir", "/no/such/dir: no such directory")])
 def test_bad_uri(tmp_path, uri, needle):
     status, err = _run(["--data-uri", uri, "--output", str(tmp_path / "out")])

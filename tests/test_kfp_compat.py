@@ -41,6 +41,35 @@ def test_display_names_and_condition_names_are_detected(tmp_path):
     assert kfp_compat.main([str(path), "--minimum", "2.14.0"]) == 0
 
 
+def test_kfp_kubernetes_secret_optional_field_is_detected_and_dropped_by_compile(tmp_path):
+    """kfp-kubernetes writes `optional: false` on a secret; backends < 2.15.0 reject the field (#12495)."""
+    import yaml
+    from kfp import kubernetes
+
+    from pipelines.compile import _for_min_backend
+
+    @dsl.pipeline(name="secret")
+    def with_secret():
+        kubernetes.use_secret_as_env(_pick(x=1), secret_name="s", secret_key_to_env={"k": "K"})
+
+    path = tmp_path / "secret.yaml"
+    compiler.Compiler().compile(with_secret, str(path))
+    [problem] = kfp_compat.above_minimum(path)
+    assert "secretAsEnv optional" in problem and ">= 2.15.0" in problem
+    _for_min_backend(path)
+    assert kfp_compat.above_minimum(path) == []
+    secret = yaml.safe_load_all(path.read_text())
+    platform = list(secret)[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-pick"]
+    assert platform["secretAsEnv"] == [{"keyToEnv": [{"envVar": "K", "secretKey": "k"}], "secretName": "s",
+                                        "secretNameParameter": {"runtimeValue": {"constant": "s"}}}]
+    # optional=True would change the meaning if dropped: refused.
+    compiler.Compiler().compile(with_secret, str(path))
+    docs = list(yaml.safe_load_all(path.read_text()))
+    docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-pick"]["secretAsEnv"][0]["optional"] = True
+    with pytest.raises(ValueError, match="needs KFP backend >= 2.15.0"):
+        kfp_compat.without_default_secret_optional(docs[1])
+
+
 @pytest.mark.parametrize("path", COMMITTED, ids=["cpu", "gpu"])
 def test_nothing_feeding_the_oneof_is_cached(path):
     spec, _ = load_pipeline_docs(path)

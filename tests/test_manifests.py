@@ -78,3 +78,26 @@ def test_restricted_pod_security():
     text = "\n".join(mc.check_restricted(deploy))
     for rule in ("drop must include ALL", "allowPrivilegeEscalation", "seccompProfile", "runAsNonRoot"):
         assert rule in text
+
+
+def test_a_placeholder_in_what_users_apply_fails_the_check(tmp_path):
+    import shutil
+
+    root = tmp_path / "manifests"
+    shutil.copytree(settings.MANIFESTS_DIR, root)
+    assert mc.placeholder_errors(root) == []
+    rendered = manifests.rendered_path("cpu", root)
+    rendered.write_text(rendered.read_text().replace("s3://mlpipeline/models", "gs://YOUR_BUCKET/models"))
+    [error] = mc.placeholder_errors(root)
+    assert error.startswith(f"{rendered}:") and "gs://YOUR_BUCKET/models" in error and "settings.py" in error
+    errors, _ = mc.check_all(root, rerender=False)
+    assert any("placeholder left" in e for e in errors)
+
+
+def test_s3_storage_gives_serving_the_credentials_secret():
+    docs = _rendered("cpu")
+    account = _kind(docs, "ServiceAccount")
+    assert account["secrets"] == [{"name": settings.SERVING_S3_SECRET}] and "annotations" not in account["metadata"]
+    env = {e["name"]: e for e in _kind(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["S3_ENDPOINT"]["value"] == "minio-service.kubeflow:9000" and env["S3_USE_HTTPS"]["value"] == "0"
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == settings.SERVING_S3_SECRET

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
 
 from imgclf import settings, versions
 from pipelines import compile as compile_mod
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_committed_pipeline_yaml_is_current_and_deterministic(tmp_path):
@@ -82,8 +87,16 @@ def test_local_pipeline_end_to_end_pushes_only_blessed(tmp_path, monkeypatch, fm
     (["--param", "epochz=3"], "unknown parameter 'epochz'"),
     (["--param", "epochs=three"], "epochs='three' (--param) is not a valid integer"),
     (["--param", "tuner=keras_tuner"], "must be one of none, keras-tuner, katib"),
-    (["--push-base", "s3://b/m"], "unknown URI scheme 's3://'"),
+    (["--push-base", "ftp://b/m"], "unknown URI scheme 'ftp://'"),
     (["--param", "tuner=katib"], "Katib needs a cluster"),
+    (["--param", "epochs=-1"], "parameter epochs=-1 must be at least 1"),
+    (["--param", "batch_size=0"], "parameter batch_size=0 must be at least 1"),
+    (["--param", "accuracy_threshold=1.5"], "accuracy_threshold=1.5 must be in [0, 1]"),
+    (["--param", "change_tolerance=-0.1"], "change_tolerance=-0.1 must be in [0, 1]"),
+    (["--param", "eval_fraction=1"], "eval_fraction=1.0 must be in (0, 1)"),
+    (["--param", "tune_algorithm=grid"], "tune_algorithm='grid' must be '' (the search space's) or one of"),
+    (["--push-base", "gs://YOUR_BUCKET/models"], "push_base='gs://YOUR_BUCKET/models' still holds a placeholder"),
+    (["--param", "schema_uri=hdfs://x/schema.json"], "schema_uri='hdfs://x/schema.json' is not a supported URI"),
 ])
 def test_local_runner_rejects_bad_parameters_before_running(capsys, argv, needle):
     from imgclf.errors import run_cli
@@ -92,6 +105,16 @@ def test_local_runner_rejects_bad_parameters_before_running(capsys, argv, needle
     assert run_cli(local_runner.main, argv) == 2
     err = capsys.readouterr().err
     assert needle in err and err.count("\n") == 1
+
+
+def test_a_failing_step_s_own_error_is_the_run_s_last_line(tmp_path):
+    """The step prints one line, no traceback; the local run ends by repeating it."""
+    done = subprocess.run([sys.executable, "-m", "pipelines.local_runner", "--data-uri", str(tmp_path / "nope"),
+                           "--push-base", str(tmp_path / "serving")], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 2
+    last = (done.stdout + done.stderr).strip().splitlines()[-1]
+    assert last == f"error: ingest: {tmp_path / 'nope'}: no such directory", last
+    assert "Traceback" not in done.stdout + done.stderr
 
 
 def test_local_runner_precedence_defaults_file_flags_params(tmp_path, monkeypatch):

@@ -54,6 +54,32 @@ def test_compiled_tiny_pipeline_is_valid(tmp_path, gpu):
     assert spec.schema_version == "2.1.0"
 
 
+def test_storage_steps_get_the_s3_endpoint_and_kfp_minio_secret(tmp_path):
+    _, docs = strict_spec(compile_tiny(tmp_path, gpu=False))
+    env = {e["name"]: e["value"] for e in container(docs, "exec-dummy-ingest")["env"]}
+    assert env == {"AWS_ENDPOINT_URL": "http://minio-service.kubeflow:9000"}
+    assert "env" not in container(docs, "exec-dummy-train")
+    executors = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert set(executors) == {"exec-dummy-ingest"}
+    config = json_format.ParseDict(executors["exec-dummy-ingest"],
+                                   kubernetes_executor_config_pb2.KubernetesExecutorConfig(),
+                                   ignore_unknown_fields=False)
+    [secret] = config.secret_as_env
+    assert secret.secret_name == "mlpipeline-minio-artifact" and not secret.optional
+    assert {k.secret_key: k.env_var for k in secret.key_to_env} == {
+        "accesskey": "AWS_ACCESS_KEY_ID", "secretkey": "AWS_SECRET_ACCESS_KEY"}
+
+
+def test_a_local_run_keeps_the_cluster_endpoint_out_of_step_environments(tmp_path, monkeypatch):
+    """kfp's local runner applies container env (not the platform spec): local steps must keep the
+    caller's AWS_ENDPOINT_URL, not get the cluster's MinIO."""
+    from pipelines import platform
+
+    monkeypatch.setattr(platform, "LOCAL_RUN", True)
+    _, docs = strict_spec(compile_tiny(tmp_path, gpu=False))
+    assert "env" not in container(docs, "exec-dummy-ingest") and len(docs) == 1
+
+
 def test_gpu_train_gets_accelerator_image_selector_and_toleration(tmp_path):
     spec, docs = strict_spec(compile_tiny(tmp_path, gpu=True))
     train = container(docs, "exec-dummy-train")
@@ -66,7 +92,7 @@ def test_gpu_train_gets_accelerator_image_selector_and_toleration(tmp_path):
 
     assert len(docs) == 2
     executors = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    assert set(executors) == {"exec-dummy-train"}
+    assert set(executors) == {"exec-dummy-ingest", "exec-dummy-train"}  # ingest: the storage secret
     config = json_format.ParseDict(
         executors["exec-dummy-train"],
         kubernetes_executor_config_pb2.KubernetesExecutorConfig(),
@@ -90,7 +116,10 @@ def test_gpu_variant_leaves_light_steps_on_cpu(tmp_path):
 
 def test_cpu_variant_has_resources_but_no_gpu_or_platform_spec(tmp_path):
     spec, docs = strict_spec(compile_tiny(tmp_path, gpu=False))
-    assert len(docs) == 1
+    # The platform spec holds only the storage secret of ingest: no selector, toleration or GPU.
+    assert list(docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]) == ["exec-dummy-ingest"]
+    assert set(docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-dummy-ingest"]) == {
+        "secretAsEnv"}
     train = container(docs, "exec-dummy-train")
     assert train["image"] == settings.CPU_IMAGE
     assert "accelerator" not in train["resources"]

@@ -34,10 +34,18 @@ def call(url: str, body: bytes | None = None) -> tuple[int, dict]:
         return exc.code, json.loads(exc.read())
 
 
-def _push(model_dir: str, base: str, tmp_path) -> int:
+def _push(model_dir: str, base: str, tmp_path, baseline: int | None = None) -> int:
+    """Push model_dir; with a baseline, push a copy that differs by one asset (push skips a model it already has)."""
+    if baseline is not None:
+        copy = tmp_path / f"model-after-{baseline}"
+        shutil.copytree(model_dir, copy)
+        (copy / "saved_model" / "assets").mkdir(exist_ok=True)
+        (copy / "saved_model" / "assets" / "note.txt").write_text(f"pushed after version {baseline}")
+        model_dir = str(copy)
     blessing = tmp_path / "blessing.json"
     digest = versions.saved_model_digest(Path(model_dir) / "saved_model")  # push checks the blessing is for this model
-    blessing.write_text(json.dumps({"blessed": True, "model_sha256": digest}))
+    blessing.write_text(json.dumps({"blessed": True, "model_sha256": digest,
+                                    "baseline": None if baseline is None else {"version": baseline}}))
     return push(model_dir, str(blessing), base)["version"]
 
 
@@ -156,7 +164,7 @@ def test_wrong_names_versions_and_size(server):
 
 
 def test_new_version_is_picked_up_without_restart(server):
-    assert _push(server["model"], server["base"], server["tmp"]) == 2
+    assert _push(server["model"], server["base"], server["tmp"], baseline=1) == 2
     deadline = time.monotonic() + 60
     while call(server["url"])[1]["model_version_status"][0]["version"] != "2":
         assert time.monotonic() < deadline, "version 2 not picked up"

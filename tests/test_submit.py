@@ -223,3 +223,16 @@ def test_submits_the_committed_pipeline_when_compiled(kfp, capsys):
     assert create.body["runtime_config"]["parameters"] == {"epochs": 1, "dropout": 0.25}
     [upload] = kfp.calls("POST", "/pipelines/upload")
     assert upload.query["name"] == settings.PIPELINE_NAME
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--param", "push_base=gs://YOUR_BUCKET/models"],
+     "parameter push_base='gs://YOUR_BUCKET/models' still holds a placeholder; set it with --param push_base=VALUE"),
+    (["--param", "accuracy_threshold=1.5"], "parameter accuracy_threshold=1.5 must be in [0, 1]"),
+    (["--param", "epochs=0"], "parameter epochs=0 must be at least 1"),
+    (["--param", "data_uri=ftp://host/data"], "parameter data_uri='ftp://host/data' is not a supported URI"),
+])
+def test_committed_pipeline_values_are_checked_before_any_request(kfp, capsys, argv, message):
+    code, _, err = run(["--host", kfp.url, *argv], capsys)
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert kfp.state.requests == []

@@ -67,7 +67,8 @@ def test_evaluate_then_push_versions(trained_model, small_dataset, tmp_path):
     assert sum(map(sum, first["metrics"]["confusion_matrix"])) == 500
     v1 = push_step.push(trained_model, str(tmp_path / "e1" / "blessing.json"), str(base), "m")
     assert v1["version"] == 1 and (base / "m" / "1" / "saved_model.pb").is_file()
-    # Second round compares with version 1 (same model: same accuracy, blessed) and pushes version 2.
+    # Second round compares with version 1 (same model: same accuracy, blessed); pushing it again is
+    # idempotent: version 1 already holds this model, so nothing new is created.
     second = evaluate_step.evaluate(small_dataset, trained_model, str(tmp_path / "e2"), str(base), "m", 0.5, 0.01)
     assert second["blessing"]["baseline"]["version"] == 1
     assert second["blessing"]["baseline"]["accuracy"] == pytest.approx(first["metrics"]["accuracy"])
@@ -89,20 +90,21 @@ def test_evaluate_then_push_versions(trained_model, small_dataset, tmp_path):
     meta = datasets.read_metadata(small_dataset)
     assert meta["splits"]["test"]["sha256"] in card and "## Known limits" in card and "batch_size | 64" in card
     assert f"{analysis['calibration']['ece']:.4f}" in card
-    v2 = push_step.push(trained_model, str(tmp_path / "e2" / "blessing.json"), str(base), "m")
-    assert v2["version"] == 2
-    # A version folder holding extra files (the model card) is still servable and loads in the local server.
-    (base / "m" / "2" / evaluate_step.MODEL_CARD).write_text(card)
+    again = push_step.push(trained_model, str(tmp_path / "e2" / "blessing.json"), str(base), "m")
+    assert again["version"] == 1 and again["created"] is False
+    # Push copied the first evaluation's model card into version 1; the folder with that extra file is
+    # still servable and loads in the local server.
+    assert (base / "m" / "1" / evaluate_step.MODEL_CARD).read_text() == (tmp_path / "e1" / evaluate_step.MODEL_CARD).read_text()
     from imgclf import serve, versions
 
-    assert versions.latest_servable(versions.model_base(str(base), "m"))[0] == 2
-    servable = serve.load_servable(2, str(base / "m" / "2"))
+    assert versions.latest_servable(versions.model_base(str(base), "m"))[0] == 1
+    servable = serve.load_servable(1, str(base / "m" / "1"))
     out = servable.endpoints[settings.SERVING_SIGNATURE_UINT8](x[:4])
     assert np.asarray(out[settings.SERVING_OUTPUT_PROBABILITIES]).shape == (4, 10)
-    # A left-over temp dir or a half-written numeric dir never becomes "latest"; numbering skips it.
+    # A half-written numeric dir never becomes "latest".
     (base / "m" / "3").mkdir()
-    assert push_step.push(trained_model, str(tmp_path / "e2" / "blessing.json"), str(base), "m")["version"] == 4
-    assert sorted(p.name for p in (base / "m").iterdir()) == ["1", "2", "3", "4"]
+    assert push_step.push(trained_model, str(tmp_path / "e2" / "blessing.json"), str(base), "m")["version"] == 1
+    assert sorted(p.name for p in (base / "m").iterdir()) == [".claims", "1", "3"]
 
 
 def test_a_class_missing_from_the_test_split_is_a_one_line_error(trained_model, small_dataset, tmp_path):

@@ -216,7 +216,7 @@ def generate(out_dir: Path = settings.KATIB_DIR, space: SearchSpace | None = Non
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="imgclf-katib", description=__doc__.splitlines()[0])
     parser.add_argument("--space", help="search-space YAML (default: the packaged one)")
-    parser.add_argument("--output-dir", default=str(settings.KATIB_DIR))
+    parser.add_argument("--output-dir", help="default: katib/ of the source checkout")
     parser.add_argument("--algorithm", choices=SUPPORTED_ALGORITHMS, help="default: from the space (bayesian -> "
                         "bayesianoptimization)")
     parser.add_argument("--data-pvc", default=DEFAULT_DATA_PVC, help=f"PVC holding the dataset (mounted at {DATA_MOUNT})")
@@ -224,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 if the files on disk differ (stale)")
     args = parser.parse_args(argv)
     opts = ExperimentOptions(algorithm=args.algorithm, data_pvc=args.data_pvc, dataset_path=args.dataset_path)
-    files = generate(Path(args.output_dir), search_space.load(args.space) if args.space else None, opts)
+    out_dir = Path(args.output_dir) if args.output_dir else settings.require_checkout("imgclf-katib") / "katib"
+    files = generate(out_dir, search_space.load(args.space) if args.space else None, opts)
     stale = [p for p, text in files.items() if not p.exists() or p.read_text() != text]
     if args.check:
         for p in stale:

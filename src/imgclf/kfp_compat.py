@@ -8,6 +8,9 @@ features at or below it. Each feature, the backend that first runs it, and why:
   platform pvcNameParameter     2.5.0   a PVC name taken from a pipeline parameter; 2.4.0 rejects the field
   task display names            2.14.0  set_display_name / dsl.If(..., name=...) break the v2 driver before
                                         2.14.0: "cannot find producer task" (#11173, #12456; fixed by #11938/#12061)
+  secretAsEnv `optional`        2.15.0  kfp-kubernetes >= 2.15 writes `optional: false` on every use_secret_as_env;
+                                        older drivers fail with 'unknown field "optional"' (#12495), so
+                                        `make compile` drops the field when it is false (its default)
 
     python -m imgclf.kfp_compat pipelines/training_pipeline.yaml pipelines/training_pipeline_gpu.yaml
 """
@@ -25,7 +28,8 @@ from imgclf.kfp_spec_check import load_pipeline_docs
 
 MIN_BACKEND = "2.5.0"
 ONEOF, PVC_PARAMETER, DISPLAY_NAME = "dsl.OneOf over parameters", "platform pvcNameParameter", "task display name"
-FEATURE_MIN_BACKEND = {ONEOF: "2.4.0", PVC_PARAMETER: "2.5.0", DISPLAY_NAME: "2.14.0"}
+SECRET_OPTIONAL = "platform secretAsEnv optional"
+FEATURE_MIN_BACKEND = {ONEOF: "2.4.0", PVC_PARAMETER: "2.5.0", DISPLAY_NAME: "2.14.0", SECRET_OPTIONAL: "2.15.0"}
 _VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?")
 
 
@@ -66,10 +70,26 @@ def features_used(spec: dict, platform: dict | None) -> list[tuple[str, str]]:
         for out_name, out in ((dag.get("outputs") or {}).get("parameters") or {}).items():
             if "valueFromOneof" in out:
                 found.add((ONEOF, f"{dag_name}/{out_name}"))
-    for key, _ in _walk(platform or {}):
+    for key, value in _walk(platform or {}):
         if key == "pvcNameParameter":
             found.add((PVC_PARAMETER, "platform spec"))
+        if key == "secretAsEnv" and any("optional" in item for item in value):
+            found.add((SECRET_OPTIONAL, "platform spec"))
     return sorted(found)
+
+
+def without_default_secret_optional(platform: dict) -> dict:
+    """The platform spec without `optional: false` on secretAsEnv entries (false is the default, so the
+    meaning is unchanged and backends older than 2.15.0 accept it). `optional: true` cannot be dropped
+    without changing the meaning: ValueError."""
+    for key, value in _walk(platform):
+        if key == "secretAsEnv":
+            for item in value:
+                if item.get("optional"):
+                    raise ValueError(f"secretAsEnv {item.get('secretName')!r}: optional=True needs KFP backend >= "
+                                     f"{FEATURE_MIN_BACKEND[SECRET_OPTIONAL]}; drop it to support {MIN_BACKEND}")
+                item.pop("optional", None)
+    return platform
 
 
 def min_backend(path: str | Path) -> tuple[str, list[tuple[str, str, str]]]:

@@ -135,3 +135,66 @@ def resolve_parameters(
         if required and name not in resolved:
             raise UserError(f"missing required parameter {name!r}: pass --param {name}=VALUE")
     return resolved
+
+
+# What each value means, checked before any step starts (`make run-local` and `make submit`).
+AT_LEAST_ONE = ("epochs", "batch_size")
+AT_LEAST_ZERO = ("max_train_examples", "max_test_examples", "label_audit_examples", "tune_max_trials",
+                 "tune_epochs", "dense_units")
+FRACTIONS_CLOSED = ("accuracy_threshold", "change_tolerance", "dropout")  # in [0, 1]
+FRACTIONS_OPEN = ("eval_fraction",)  # in (0, 1)
+URIS = ("data_uri", "push_base")  # must be given; schema_uri and reference_statistics_uri may be ''
+OPTIONAL_URIS = ("schema_uri", "reference_statistics_uri")
+PLACEHOLDER_MARK = "YOUR_"
+
+
+def effective_values(declared: dict[str, dict[str, Any]], given: dict[str, Any]) -> dict[str, Any]:
+    """The values a run will use: the compiled defaults, overridden by the given parameters."""
+    values = {name: spec["defaultValue"] for name, spec in declared.items() if "defaultValue" in spec}
+    return {**values, **given}
+
+
+def check_values(values: dict[str, Any], how_to_set: str = "--param NAME=VALUE") -> None:
+    """UserError (one line naming the parameter, its value and how to set it) for a value a run cannot use.
+
+    Ranges, known tuner and algorithm names, URI schemes, and placeholders (YOUR_...) left in any value.
+    """
+    from imgclf import storage
+    from imgclf.search_space import ALGORITHMS
+
+    def bad(name: str, why: str) -> UserError:
+        return UserError(f"parameter {name}={values[name]!r} {why}; set it with {how_to_set.replace('NAME', name)}")
+
+    for name, value in values.items():
+        if isinstance(value, str) and PLACEHOLDER_MARK in value:
+            raise bad(name, "still holds a placeholder")
+    for name in AT_LEAST_ONE:
+        if name in values and values[name] < 1:
+            raise bad(name, "must be at least 1")
+    for name in AT_LEAST_ZERO:
+        if name in values and values[name] < 0:
+            raise bad(name, "must be 0 or more")
+    for name in FRACTIONS_CLOSED:
+        if name in values and not 0.0 <= values[name] <= 1.0:
+            raise bad(name, "must be in [0, 1]")
+    for name in FRACTIONS_OPEN:
+        if name in values and not 0.0 < values[name] < 1.0:
+            raise bad(name, "must be in (0, 1), exclusive")
+    if "learning_rate" in values and not values["learning_rate"] > 0:
+        raise bad("learning_rate", "must be greater than 0")
+    for name, choices in settings.PARAMETER_CHOICES.items():
+        if name in values and values[name] not in choices:
+            raise bad(name, f"must be one of {', '.join(choices)}")
+    if values.get("tune_algorithm", "") not in ("", *ALGORITHMS):
+        raise bad("tune_algorithm", f"must be '' (the search space's) or one of {', '.join(ALGORITHMS)}")
+    for name in URIS + OPTIONAL_URIS:
+        if name not in values:
+            continue
+        if not values[name]:
+            if name in URIS:
+                raise bad(name, "is empty")
+            continue
+        try:
+            storage.parse_uri(values[name])
+        except UserError as exc:
+            raise bad(name, f"is not a supported URI ({exc})") from None

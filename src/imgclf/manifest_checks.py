@@ -8,6 +8,7 @@
   pod templates   Pod Security Standards "restricted" (the rules encoded below)
   freshness       sources equal what settings generate; rendered files equal a fresh
                   render when a kustomize renderer is installed
+  placeholders    no YOUR_... value left in anything a user applies (base, overlays, rendered)
 """
 
 from __future__ import annotations
@@ -29,6 +30,20 @@ GPU_RESOURCE = settings.CLUSTER.gpu_accelerator
 RESTRICTED_VOLUME_TYPES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral",
                            "persistentVolumeClaim", "projected", "secret"}
 POD_TEMPLATE_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
+PLACEHOLDER_MARK = "YOUR_"
+
+
+def placeholder_errors(root: Path) -> list[str]:
+    """One error per applied file that still holds a placeholder (YOUR_BUCKET, YOUR_PROJECT...)."""
+    errors = []
+    for path in sorted(p for d in ("base", "overlays", "rendered") for p in (root / d).rglob("*.yaml")):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if PLACEHOLDER_MARK in line and not line.lstrip().startswith("#"):
+                errors.append(f"{path}:{number}: placeholder left ({line.strip()}); set your value in "
+                              "src/imgclf/settings.py (SERVING_STORAGE_URI, SERVING_SERVICE_ACCOUNT_ANNOTATIONS) "
+                              "and run `make manifests`")
+                break
+    return errors
 
 
 def load_docs(path: Path) -> list[dict]:
@@ -142,6 +157,7 @@ def check_docs(docs: list[dict]) -> list[str]:
 def check_all(root: Path = settings.MANIFESTS_DIR, rerender: bool = True) -> tuple[list[str], list[str]]:
     """Run every check; returns (errors, notes)."""
     errors = [f"{root / rel}: stale; run `make manifests`" for rel in manifests.stale_sources(root)]
+    errors += placeholder_errors(root)
     notes = []
     for overlay in manifests.OVERLAYS:
         path = manifests.rendered_path(overlay, root)
@@ -159,8 +175,9 @@ def check_all(root: Path = settings.MANIFESTS_DIR, rerender: bool = True) -> tup
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m imgclf.manifest_checks", description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, default=settings.MANIFESTS_DIR)
+    parser.add_argument("--root", type=Path, help="default: manifests/ of the source checkout")
     args = parser.parse_args(argv)
+    args.root = args.root or settings.require_checkout("python -m imgclf.manifest_checks") / "manifests"
     errors, notes = check_all(args.root)
     for line in notes:
         print(line)

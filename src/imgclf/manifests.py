@@ -65,11 +65,36 @@ def _restricted_container_sc() -> dict:
             "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
 
 
+def _s3() -> bool:
+    return settings.SERVING_STORAGE_URI.startswith("s3://")
+
+
 def service_account() -> dict:
-    return {"apiVersion": "v1", "kind": "ServiceAccount",
-            "metadata": _meta(settings.SERVING_SERVICE_ACCOUNT, "serving", annotations={
-                # GKE Workload Identity: bind this KSA to a Google SA that can read the bucket.
-                "iam.gke.io/gcp-service-account": "YOUR_GSA@YOUR_PROJECT.iam.gserviceaccount.com"})}
+    """The serving identity: settings' annotations (Workload Identity, IRSA) and, for s3://, the
+    credentials Secret KServe's storage initializer reads (its serving.kserve.io/s3-* annotations
+    give the endpoint; README "Storage")."""
+    extra = {"annotations": dict(settings.SERVING_SERVICE_ACCOUNT_ANNOTATIONS)} \
+        if settings.SERVING_SERVICE_ACCOUNT_ANNOTATIONS else {}
+    account = {"apiVersion": "v1", "kind": "ServiceAccount",
+               "metadata": _meta(settings.SERVING_SERVICE_ACCOUNT, "serving", **extra)}
+    if _s3():
+        account["secrets"] = [{"name": settings.SERVING_S3_SECRET}]
+    return account
+
+
+def _s3_env() -> list[dict]:
+    """TF Serving's S3 client settings: endpoint without scheme, https or not, credentials from the Secret."""
+    if not _s3():
+        return []
+    endpoint = settings.S3_ENDPOINT_URL
+    env = [{"name": "AWS_REGION", "value": "us-east-1"}]
+    if endpoint:
+        env += [{"name": "S3_ENDPOINT", "value": endpoint.split("://", 1)[-1]},
+                {"name": "S3_USE_HTTPS", "value": "1" if endpoint.startswith("https://") else "0"}]
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        env.append({"name": key, "valueFrom": {"secretKeyRef": {"name": settings.SERVING_S3_SECRET, "key": key,
+                                                                "optional": True}}})
+    return env
 
 
 def inference_service() -> dict:
@@ -103,6 +128,7 @@ def tf_serving_deployment() -> dict:
         "readinessProbe": {**probe, "initialDelaySeconds": 5},
         "livenessProbe": {**probe, "initialDelaySeconds": 30, "failureThreshold": 3},
         "resources": _resources(),
+        **({"env": _s3_env()} if _s3_env() else {}),
         "securityContext": _restricted_container_sc(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
@@ -237,9 +263,10 @@ def rendered_path(overlay: str, root: Path = settings.MANIFESTS_DIR) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m imgclf.manifests", description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, default=settings.MANIFESTS_DIR)
+    parser.add_argument("--root", type=Path, help="default: manifests/ of the source checkout")
     parser.add_argument("--no-render", action="store_true", help="write the kustomize sources only")
     args = parser.parse_args(argv)
+    args.root = args.root or settings.require_checkout("python -m imgclf.manifests") / "manifests"
     for path in write_sources(args.root):
         print(f"wrote {path}")
     if args.no_render:

@@ -2,7 +2,7 @@
 
     python -m imgclf.serve --push-base runs/serving --port 8501     (or `make serve`)
 
-Serves `<push base>/<model name>/<latest integer version>/` (local or gs://) with
+Serves `<push base>/<model name>/<latest integer version>/` (local, gs:// or s3://) with
 TF Serving's REST API (paths, bodies and {"error": ...} answers):
     GET  /v1/models/NAME[/versions/N]            model_version_status
     GET  /v1/models/NAME[/versions/N]/metadata   signature_def of both signatures
@@ -160,7 +160,7 @@ def make_model(name: str, watcher: VersionWatcher, max_batch: int):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m imgclf.serve", description=__doc__.splitlines()[0])
-    parser.add_argument("--push-base", default=settings.DEFAULT_PUSH_BASE, help="local directory or gs://bucket/prefix")
+    parser.add_argument("--push-base", default=settings.DEFAULT_PUSH_BASE, help="local directory, gs://bucket/prefix or s3://bucket/prefix")
     parser.add_argument("--model-name", default=settings.MODEL_NAME)
     parser.add_argument("--port", type=int, default=settings.SERVING_REST_PORT, help="1..65535")
     parser.add_argument("--poll-seconds", type=float, default=2.0, help="how often to look for a new version")

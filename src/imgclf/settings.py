@@ -23,15 +23,18 @@ TF_SERVING_GPU_IMAGE = "tensorflow/serving:2.20.0-gpu"
 KSERVE_TF_RUNTIME_VERSION = "2.20.0"
 KSERVE_TF_GPU_RUNTIME_VERSION = "2.20.0-gpu"
 
-# --- Repository paths ---
+# --- Source checkout paths: only meaningful when running from the repository (editable install).
+# An installed package (our images, a wheel) has no checkout: the tools that write these files
+# (compile, Katib YAML, manifests, images) call require_checkout() and say so in one line.
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PIPELINE_DIR = REPO_ROOT / "pipelines"
 PIPELINE_YAML = PIPELINE_DIR / "training_pipeline.yaml"
 PIPELINE_GPU_YAML = PIPELINE_DIR / "training_pipeline_gpu.yaml"
 KATIB_DIR = REPO_ROOT / "katib"
 MANIFESTS_DIR = REPO_ROOT / "manifests"
-# Local working area for `make run-local` (ignored by git).
-LOCAL_RUNS_DIR = REPO_ROOT / "runs"
+# Local working area for `make run-local`, relative to the current directory (ignored by git):
+# never derived from where the package is installed.
+LOCAL_RUNS_DIR = Path("runs")
 
 # --- Data ---
 DEFAULT_DATA_URI = "/usr/share/datasets/fashion-mnist"
@@ -67,15 +70,31 @@ SERVING_SIGNATURE_UINT8 = "serving_uint8"
 
 # --- Serving ---
 MODEL_NAME = "fashion-mnist"
-DEFAULT_PUSH_BASE = str(LOCAL_RUNS_DIR / "serving")
+DEFAULT_PUSH_BASE = str(LOCAL_RUNS_DIR / "serving")  # relative: runs/serving under the current directory
 SERVING_REST_PORT = 8501
 SERVING_GRPC_PORT = 8500
 # Where the pipeline pushes on a cluster: <SERVING_STORAGE_URI>/<MODEL_NAME>/<int version>/.
 # KServe's storageUri and TF Serving's --model_base_path are <SERVING_STORAGE_URI>/<MODEL_NAME>.
-SERVING_STORAGE_URI = "gs://YOUR_BUCKET/models"
+# Default: a prefix in the bucket KFP itself keeps its artifacts in, on the MinIO every default
+# Kubeflow install runs, so a run with default parameters pushes somewhere that exists. Storage
+# steps get that MinIO's endpoint and KFP's own credentials secret (pipelines/platform.py).
+# For your own bucket pass push_base=gs://... or s3://... per run (README "Storage").
+SERVING_STORAGE_URI = "s3://mlpipeline/models"
+# S3 endpoint and credentials given to the steps that read or write storage on a cluster.
+# Empty endpoint: AWS S3 itself (credentials then come from the pod's identity or the secret).
+S3_ENDPOINT_URL = "http://minio-service.kubeflow:9000"
+S3_CREDENTIALS_SECRET = "mlpipeline-minio-artifact"  # KFP's MinIO secret, also present in profile namespaces
+S3_CREDENTIALS_KEYS = {"accesskey": "AWS_ACCESS_KEY_ID", "secretkey": "AWS_SECRET_ACCESS_KEY"}
 SERVING_NAMESPACE = "imgclf-serving"
-# Kubernetes service account whose credentials read the bucket (e.g. GKE Workload Identity).
+# Kubernetes service account whose credentials read the bucket.
 SERVING_SERVICE_ACCOUNT = "imgclf-serving"
+# The one entry to edit for your cluster's identity (then `make manifests`): annotations on that
+# service account, e.g. GKE Workload Identity {"iam.gke.io/gcp-service-account": "reader@PROJECT.iam.gserviceaccount.com"}
+# or EKS {"eks.amazonaws.com/role-arn": "arn:aws:iam::ACCOUNT:role/reader"}. KFP's MinIO needs none.
+SERVING_SERVICE_ACCOUNT_ANNOTATIONS: dict[str, str] = {}
+# For an s3:// SERVING_STORAGE_URI: the Secret (keys AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) that
+# serving reads the bucket with; you create it in SERVING_NAMESPACE (README "Storage"), never in git.
+SERVING_S3_SECRET = "imgclf-s3-credentials"
 
 
 @dataclass(frozen=True)
@@ -201,6 +220,22 @@ def gpu_placement(cluster: ClusterDefaults | None = None) -> GpuPlacement:
         node_selector={cluster.gpu_node_selector_key: cluster.gpu_node_selector_value},
         toleration={"key": cluster.gpu_toleration_key, "operator": "Exists", "effect": "NoSchedule"},
     )
+
+
+def checkout_root() -> Path | None:
+    """The source checkout this package runs from, or None for an installed copy (site-packages)."""
+    return REPO_ROOT if (REPO_ROOT / "pyproject.toml").is_file() and PIPELINE_DIR.is_dir() else None
+
+
+def require_checkout(tool: str) -> Path:
+    """The checkout root; UserError in one line when `tool` runs from an installed copy without one."""
+    from imgclf.errors import UserError
+
+    root = checkout_root()
+    if root is None:
+        raise UserError(f"{tool} writes files of the imgclf source checkout; run it from a clone of the "
+                        "repository (make ...), not from an installed package")
+    return root
 
 
 TRAIN = TrainDefaults()

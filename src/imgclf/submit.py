@@ -30,7 +30,8 @@ from imgclf import settings
 from imgclf.errors import UserError, run_cli
 from imgclf.kfp_compat import MIN_BACKEND, check_backend_version
 from imgclf.kfp_connect import AUTH_MODES, explain_api_error, make_client, preflight, resolve_auth
-from imgclf.kfp_params import declared_parameters, load_params_file, parse_param_flags, resolve_parameters
+from imgclf.kfp_params import (check_values, declared_parameters, effective_values, load_params_file,
+                               parse_param_flags, resolve_parameters)
 from imgclf.kfp_spec_check import load_pipeline_docs, validate_pipeline_yaml
 
 FINAL_STATES = ("SUCCEEDED", "FAILED", "SKIPPED", "CANCELED")
@@ -81,7 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _prepare(args: argparse.Namespace) -> tuple[Path, str, dict[str, Any]]:
     """Offline checks: (pipeline YAML, pipeline name, typed parameters)."""
-    path = args.pipeline_file or (settings.PIPELINE_GPU_YAML if args.gpu else settings.PIPELINE_YAML)
+    if args.pipeline_file:
+        path = args.pipeline_file
+    elif settings.checkout_root() is None:
+        raise UserError("no --pipeline-file: outside the source checkout pass the compiled pipeline YAML "
+                        "(pipelines/training_pipeline.yaml of the repository)")
+    else:
+        path = settings.PIPELINE_GPU_YAML if args.gpu else settings.PIPELINE_YAML
     if not path.is_file():
         raise UserError(f"{path} not found: run `make compile` first")
     problems = validate_pipeline_yaml(path)
@@ -92,6 +99,8 @@ def _prepare(args: argparse.Namespace) -> tuple[Path, str, dict[str, Any]]:
     params = resolve_parameters(
         declared_parameters(spec), file_values, parse_param_flags(args.param), file_label=f"{args.params_file}"
     )
+    # Every value the run will use (compiled defaults included) checked against its meaning, offline.
+    check_values(effective_values(declared_parameters(spec), params), "--param NAME=VALUE")
     name = args.pipeline_name or spec.get("pipelineInfo", {}).get("name") or settings.PIPELINE_NAME
     return path, name, params
 

@@ -2,19 +2,24 @@
 
 Helpers shared by evaluate (find the currently pushed model), push (pick the
 next version) and the local server (serve the latest). Works for local paths
-and gs:// URIs. A version directory counts as *servable* only once its
+gs:// and s3:// URIs. A version directory counts as *servable* only once its
 saved_model.pb exists; push writes that file last, so a half-copied version
-is never servable. Any numeric name, servable or not, is *taken*.
+is never servable. A version number is *taken* once it is claimed (a record
+`<base>/<model>/.claims/<version>.json`, created only if absent and never
+deleted) or once a numeric directory of that name exists, servable or not.
+TF Serving and KServe ignore `.claims/`: it is not a numeric directory.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 from imgclf import storage
 
 SAVED_MODEL_PB = "saved_model.pb"
+CLAIMS_DIR = ".claims"
 
 
 def model_base(push_base: str, model_name: str) -> storage.Location:
@@ -26,8 +31,26 @@ def model_base(push_base: str, model_name: str) -> storage.Location:
 
 
 def taken_versions(base: storage.Location) -> list[int]:
-    """All numeric version names under a model base (sorted), whether complete or not."""
-    return sorted(int(name) for name in storage.list_children(base.uri()) if name.isdigit())
+    """All version numbers under a model base (sorted): numeric directories and claims, complete or not."""
+    taken = {int(name) for name in storage.list_children(base.uri()) if name.isdigit()}
+    claims = storage.list_children(base.child(CLAIMS_DIR).uri())
+    taken |= {int(name[:-5]) for name in claims if name.endswith(".json") and name[:-5].isdigit()}
+    return sorted(taken)
+
+
+def claim_uri(base: storage.Location, version: int) -> str:
+    return base.child(CLAIMS_DIR, f"{version}.json").uri()
+
+
+def version_record(base: storage.Location, version: int) -> dict:
+    """The claim record push wrote for a version ({"model_sha256", ...}); {} when absent or unreadable."""
+    from imgclf.errors import UserError
+
+    try:
+        record = json.loads(storage.read_bytes(claim_uri(base, version)))
+    except (UserError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def servable_versions(base: storage.Location) -> list[int]:

@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", required=True, help="model directory written by imgclf-train")
     parser.add_argument("--output", required=True, help="directory for evaluation.json and blessing.json")
     parser.add_argument("--push-base", default=settings.DEFAULT_PUSH_BASE,
-                        help="where pushed models live (to compare with the latest); local path or gs://")
+                        help="where pushed models live (to compare with the latest): local path, gs:// or s3://")
     parser.add_argument("--model-name", default=settings.MODEL_NAME)
     parser.add_argument("--accuracy-threshold", type=float, default=settings.EVALUATE.accuracy_threshold)
     parser.add_argument("--change-tolerance", type=float, default=settings.EVALUATE.change_tolerance)

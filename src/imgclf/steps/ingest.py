@@ -1,4 +1,4 @@
-"""Ingest: read MNIST-format IDX files (local or gs://) and write a split Dataset.
+"""Ingest: read MNIST-format IDX files (local, gs:// or s3://) and write a split Dataset.
 
 The source directory holds train-{images,labels} and t10k-{images,labels}
 IDX files (gzipped or raw). The training file is split into train/eval by a
@@ -71,7 +71,7 @@ def ingest(data_uri: str, output_dir: str, eval_fraction: float = settings.INGES
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="imgclf-ingest", description=__doc__.splitlines()[0])
     parser.add_argument("--data-uri", default=settings.DEFAULT_DATA_URI,
-                        help="directory (local path or gs://bucket/prefix) with MNIST-format IDX files")
+                        help="directory (local path, gs:// or s3:// prefix) with MNIST-format IDX files")
     parser.add_argument("--output", required=True, help="dataset directory to create")
     parser.add_argument("--eval-fraction", type=float, default=settings.INGEST.eval_fraction)
     parser.add_argument("--seed", type=int, default=settings.INGEST.seed)

@@ -153,7 +153,7 @@ def load_schema(path: str) -> dict:
 
 def load_reference(path: str, shape: list[int] | None = None, num_classes: int | None = None,
                    splits: list[str] | None = None) -> dict:
-    """A statistics.json written by an earlier validate run (local or gs://).
+    """A statistics.json written by an earlier validate run (local, gs:// or s3://).
 
     With shape / num_classes (this dataset's), a reference from data of another image shape or
     another class count is refused in one line naming the field."""
@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="imgclf-validate", description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", required=True, help="dataset directory written by imgclf-ingest")
     parser.add_argument("--output", required=True, help="directory for statistics/schema/anomalies/report")
-    parser.add_argument("--schema", help="import this schema.json instead of inferring one (local or gs://)")
+    parser.add_argument("--schema", help="import this schema.json instead of inferring one (local, gs:// or s3://)")
     parser.add_argument("--reference-statistics",
                         help="statistics.json of an earlier run: also check each split for drift against it")
     parser.add_argument("--no-fail", action="store_true", help="report anomalies but exit 0")
