@@ -16,6 +16,11 @@ IMAGE_REPOSITORY = "ghcr.io/imgclf/imgclf"
 IMAGE_TAG = "0.1.0"
 CPU_IMAGE = f"{IMAGE_REPOSITORY}:{IMAGE_TAG}"
 GPU_IMAGE = f"{IMAGE_REPOSITORY}:{IMAGE_TAG}-gpu"
+# Base of both images (Dockerfile ARG BASE_IMAGE). With no registry, `make images` builds a
+# stand-in from the apt mirror (images/Containerfile.python-base) under the local names below.
+PYTHON_BASE_IMAGE = "python:3.11-slim-bookworm"
+LOCAL_PYTHON_BASE_IMAGE = "localhost/imgclf/python:3.11-slim-bookworm"
+DEBIAN_ROOTFS_IMAGE = "localhost/imgclf/debian-minbase:bookworm"
 # TF Serving images used by the plain Deployment (pinned, never :latest).
 TF_SERVING_IMAGE = "tensorflow/serving:2.19.0"
 TF_SERVING_GPU_IMAGE = "tensorflow/serving:2.19.0-gpu"
