@@ -87,7 +87,7 @@ run-containers: venv ## run the pipeline with every step in the built CPU image:
 	$(BIN)/python -m pipelines.container_runner $(ARGS)
 
 test-images: venv podman-setup ## CI: build base + CPU image from nothing, run every CLI --help and the whole DAG in it (restricted)
-	@start=$$(date +%s); \
+	@start=$$(date +%s); rm -f runs/image_facts.json; \
 	$(BIN)/python -m imgclf.images build --variant cpu --fresh && \
 	IMGCLF_IMAGE_TESTS=1 $(BIN)/python -m pytest -q -s tests/test_images_live.py $(ARGS); rc=$$?; \
 	echo "make test-images: $$(( $$(date +%s) - start )) s (exit $$rc)"; exit $$rc

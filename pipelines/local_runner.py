@@ -27,13 +27,16 @@ LOCAL_TUNERS = tuple(t for t in settings.TUNERS if t != "katib")
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def _newest_run_dir(before: set[str]) -> Path | None:
-    runs = [p for p in PIPELINE_ROOT.iterdir() if p.is_dir() and p.name not in before] if PIPELINE_ROOT.exists() else []
+def _newest_run_dir(before: set[str], pipeline_root: Path = PIPELINE_ROOT) -> Path | None:
+    runs = [p for p in pipeline_root.iterdir() if p.is_dir() and p.name not in before] if pipeline_root.exists() else []
     return max(runs, key=lambda p: p.stat().st_mtime, default=None)
 
 
-def run_local(params: dict, pipeline_root: Path = PIPELINE_ROOT) -> dict:
-    """Run the CPU pipeline locally with params; returns a summary read from the run's artifacts."""
+def run_local(params: dict, pipeline_root: Path = PIPELINE_ROOT, runner=None) -> dict:
+    """Run the CPU pipeline locally with params; returns a summary read from the run's artifacts.
+
+    runner: a kfp.local runner (default SubprocessRunner in this venv; pipelines.container_runner
+    passes a DockerRunner)."""
     from kfp import local
 
     from pipelines.training_pipeline import build_pipeline
@@ -42,7 +45,7 @@ def run_local(params: dict, pipeline_root: Path = PIPELINE_ROOT) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     pipeline_root.mkdir(parents=True, exist_ok=True)
     before = {p.name for p in pipeline_root.iterdir()}
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
+    local.init(runner=runner or local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
                raise_on_error=True)
     base = versions.model_base(params["push_base"], params["model_name"])
     pushed_before = versions.servable_versions(base)
@@ -56,7 +59,7 @@ def run_local(params: dict, pipeline_root: Path = PIPELINE_ROOT) -> dict:
             first = ANSI_ESCAPE.sub("", str(exc).splitlines()[0])
             raise UserError(f"local pipeline run failed: {first} (the step's own error is in its log above)") from None
     seconds = time.perf_counter() - start
-    run_dir = _newest_run_dir(before)
+    run_dir = _newest_run_dir(before, pipeline_root)
     blessing_files = sorted(run_dir.glob("*/evaluation/blessing.json")) if run_dir else []
     blessing = json.loads(blessing_files[0].read_text()) if blessing_files else {}
     pushed_after = versions.servable_versions(base)
@@ -72,7 +75,7 @@ def run_local(params: dict, pipeline_root: Path = PIPELINE_ROOT) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, run=None) -> int:
     spec = load_pipeline_docs(settings.PIPELINE_YAML)[0]
     declared = kfp_params.declared_parameters(spec)
     parser = argparse.ArgumentParser(prog="python -m pipelines.local_runner", description=__doc__.splitlines()[0])
@@ -97,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"tuner={params['tuner']!r}: Katib needs a cluster (make submit); locally use "
                         f"{' or '.join(LOCAL_TUNERS)}")
     storage.parse_uri(params["push_base"])  # fail fast on a bad scheme
-    summary = run_local(params)
+    summary = (run or run_local)(params)  # pipelines.container_runner passes its own
     print("\n=== imgclf local run ===")
     print(f"wall time      {summary['seconds']} s   (artifacts: {summary['run_dir']})")
     if summary["test_accuracy"] is not None:
