@@ -18,8 +18,8 @@ def test_a_normal_host_needs_no_drop_in():
     assert needed_settings(facts) == ({}, [])
 
 
-def test_capped_rlimits_without_cap_sys_resource_get_the_hosts_hard_limits():
-    facts = HostFacts(cap_effective=NO_SYS_RESOURCE, hard_nofile=20000, hard_nproc=32768, **UNIFIED)
+def test_capped_rlimits_without_cap_sys_resource_get_the_hosts_hard_nofile_and_nproc_at_most_32768():
+    facts = HostFacts(cap_effective=NO_SYS_RESOURCE, hard_nofile=20000, hard_nproc=96362, **UNIFIED)
     sections, reasons = needed_settings(facts)
     assert list(sections) == ["containers"] and len(reasons) == 1 and "CAP_SYS_RESOURCE" in reasons[0]
     config = tomllib.loads(render(sections, reasons))
