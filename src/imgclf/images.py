@@ -136,6 +136,12 @@ def apt_mirror(sources_dir: Path = Path("/etc/apt")) -> str:
     return DEFAULT_MIRROR
 
 
+def image_id(engine: str, reference: str) -> str | None:
+    result = subprocess.run([engine, "image", "inspect", "--format", "{{.Id}}", reference],
+                            capture_output=True, text=True, check=False)
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
 def image_exists(engine: str, reference: str) -> bool:
     result = subprocess.run([engine, "image", "inspect", reference], capture_output=True, check=False)
     return result.returncode == 0
@@ -268,15 +274,24 @@ def main(argv: list[str] | None = None) -> int:
             print("+ " + shlex.join(wheel_command(spec.variant)))
             print("+ " + shlex.join(build_command(engine, spec)))
         return 0
+    old_bases = [image_id(engine, ref) for ref in (settings.LOCAL_PYTHON_BASE_IMAGE, settings.DEBIAN_ROOTFS_IMAGE)]
     base = resolve_base(engine, args.base, mirror, args.fresh)
     for spec in specs:
         if not args.no_wheelhouse:
             build_wheelhouse(spec.variant)
         start = time.perf_counter()
+        previous = image_id(engine, spec.reference)
         command = build_command(engine, spec, base)
         print("+ " + shlex.join(command), flush=True)
         _run_engine(command, engine, "build", spec)
         print(f"built {spec.reference} on {base} in {time.perf_counter() - start:.0f} s", flush=True)
+        if previous and previous != image_id(engine, spec.reference):
+            # The image this tag named before is now untagged: drop it (GBs per rebuild) unless in use.
+            subprocess.run([engine, "rmi", previous], capture_output=True, check=False)
+    for old in old_bases:  # a --fresh base replaced these; gone once no image builds on them
+        if old and old not in {image_id(engine, settings.LOCAL_PYTHON_BASE_IMAGE),
+                               image_id(engine, settings.DEBIAN_ROOTFS_IMAGE)}:
+            subprocess.run([engine, "rmi", old], capture_output=True, check=False)
     return 0
 
 
