@@ -21,6 +21,7 @@ images/Containerfile.python-base) and passes it as the BASE_IMAGE build arg.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import os
 import re
 import shlex
@@ -204,17 +205,22 @@ def build_debian_base(engine: str, mirror: str, fresh: bool = False) -> str:
     return settings.LOCAL_PYTHON_BASE_IMAGE
 
 
+def official_base() -> str:
+    """The official base, fully qualified: podman resolves a short name to any local .../python:<tag>."""
+    return f"docker.io/library/{settings.PYTHON_BASE_IMAGE}"
+
+
 def resolve_base(engine: str, mode: str, mirror: str, fresh: bool) -> str:
     """The BASE_IMAGE for the builds: the official one when it is local or pullable, else the stand-in."""
     if mode == "registry":
-        return settings.PYTHON_BASE_IMAGE
+        return official_base()
     if mode == "auto" and not fresh:
-        if image_exists(engine, settings.PYTHON_BASE_IMAGE):
-            return settings.PYTHON_BASE_IMAGE
-        error = try_pull(engine, settings.PYTHON_BASE_IMAGE)
+        if image_exists(engine, official_base()):
+            return official_base()
+        error = try_pull(engine, official_base())
         if error is None:
-            return settings.PYTHON_BASE_IMAGE
-        print(f"cannot pull {settings.PYTHON_BASE_IMAGE} ({error}): building a stand-in from the apt "
+            return official_base()
+        print(f"cannot pull {official_base()} ({error}): building a stand-in from the apt "
               f"mirror {mirror}", flush=True)
     return build_debian_base(engine, mirror, fresh=fresh)
 
@@ -275,10 +281,14 @@ def main(argv: list[str] | None = None) -> int:
             print("+ " + shlex.join(build_command(engine, spec)))
         return 0
     old_bases = [image_id(engine, ref) for ref in (settings.LOCAL_PYTHON_BASE_IMAGE, settings.DEBIAN_ROOTFS_IMAGE)]
-    base = resolve_base(engine, args.base, mirror, args.fresh)
+    # The wheelhouse (pip, on the host) fills while the base is fetched and built.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        wheels = None if args.no_wheelhouse else pool.submit(
+            lambda: [build_wheelhouse(spec.variant) for spec in specs])
+        base = resolve_base(engine, args.base, mirror, args.fresh)
+        if wheels is not None:
+            wheels.result()
     for spec in specs:
-        if not args.no_wheelhouse:
-            build_wheelhouse(spec.variant)
         start = time.perf_counter()
         previous = image_id(engine, spec.reference)
         command = build_command(engine, spec, base)
