@@ -46,6 +46,43 @@ RESTRICTED_RUN_ARGS = {
 }
 
 
+def run_container_keep_status(client, image: str, command: list[str], volumes: dict, **run_args) -> int:
+    """Stand-in for kfp's docker_task_handler.run_docker_container, used while we run.
+
+    kfp 2.17 starts each step with auto_remove=True and, when the container is gone before
+    `wait()` answers, assumes exit status 0; podman's API then answers with an error kfp does
+    not catch ("no such container"), failing a step that succeeded (seen in `make test-images`).
+    Here the container is kept until its real exit status is read, then removed.
+    """
+    import docker
+
+    try:
+        client.images.get(image)
+    except docker.errors.ImageNotFound:
+        raise UserError(f"image {image} is not built: make images ARGS='--variant cpu'") from None
+    container = client.containers.run(image=image, command=command, volumes=volumes, detach=True,
+                                      stdout=True, stderr=True, **run_args)
+    try:
+        for line in container.logs(stream=True, follow=True):
+            print(line.decode(errors="replace"), end="")
+        return container.wait()["StatusCode"]
+    finally:
+        with contextlib.suppress(docker.errors.APIError):
+            container.remove(force=True)
+
+
+@contextlib.contextmanager
+def _steps_keep_their_exit_status():
+    from kfp.local import docker_task_handler
+
+    original = docker_task_handler.run_docker_container
+    docker_task_handler.run_docker_container = run_container_keep_status
+    try:
+        yield
+    finally:
+        docker_task_handler.run_docker_container = original
+
+
 def restricted_runner():
     """kfp's DockerRunner with the restricted pod's run arguments."""
     from kfp import local
@@ -130,7 +167,8 @@ def run_in_containers(params: dict, pipeline_root: Path = PIPELINE_ROOT) -> dict
             client.close()
         print(f"steps run in {settings.CPU_IMAGE} through {api}: network none, read-only root, "
               f"tmpfs /tmp, uid {RUN_AS}", flush=True)
-        return local_runner.run_local(params, pipeline_root=pipeline_root, runner=restricted_runner())
+        with _steps_keep_their_exit_status():
+            return local_runner.run_local(params, pipeline_root=pipeline_root, runner=restricted_runner())
 
 
 def main(argv: list[str] | None = None) -> int:
