@@ -79,9 +79,21 @@ bench-serve: venv ## benchmark `make serve` vs the in-process SavedModel (latenc
 	$(BIN)/python bench/serve_bench.py --push-base $(PUSH_BASE) $(ARGS)
 
 # --- On a cluster: images, offline spec check, submit (README "On a cluster") ---
-.PHONY: images push-images check-spec submit
-images: venv ## build the CPU and GPU images with docker/podman (tags from settings.py; ARGS="--variant cpu")
+.PHONY: images push-images check-spec submit podman-setup run-containers test-images
+images: venv ## build the CPU and GPU images with docker/podman, offline pip from wheels/; no registry: base from apt (ARGS="--variant cpu")
 	$(BIN)/python -m imgclf.images build $(ARGS)
+
+podman-setup: venv ## install podman, runc, debootstrap (Debian) and the containers.conf drop-in only if this host needs it
+	$(BIN)/python -m imgclf.podman_setup
+
+run-containers: venv ## run the pipeline with every step in the built CPU image: no network, read-only root, tmpfs /tmp, uid 1000
+	$(BIN)/python -m pipelines.container_runner $(ARGS)
+
+test-images: venv podman-setup ## CI: build base + CPU image from nothing, run every CLI --help and the whole DAG in it (restricted)
+	@start=$$(date +%s); rm -f runs/image_facts.json; \
+	$(BIN)/python -m imgclf.images build --variant cpu --fresh && \
+	IMGCLF_IMAGE_TESTS=1 $(BIN)/python -m pytest -q -s tests/test_images_live.py $(ARGS); rc=$$?; \
+	echo "make test-images: $$(( $$(date +%s) - start )) s (exit $$rc)"; exit $$rc
 
 push-images: venv ## push the CPU and GPU images (fails in one line when no docker/podman engine answers)
 	$(BIN)/python -m imgclf.images push $(ARGS)

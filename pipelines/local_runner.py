@@ -28,8 +28,8 @@ LOCAL_TUNERS = tuple(t for t in settings.TUNERS if t != "katib")
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def _newest_run_dir(before: set[str]) -> Path | None:
-    runs = [p for p in PIPELINE_ROOT.iterdir() if p.is_dir() and p.name not in before] if PIPELINE_ROOT.exists() else []
+def _newest_run_dir(before: set[str], pipeline_root: Path = PIPELINE_ROOT) -> Path | None:
+    runs = [p for p in pipeline_root.iterdir() if p.is_dir() and p.name not in before] if pipeline_root.exists() else []
     return max(runs, key=lambda p: p.stat().st_mtime, default=None)
 
 
@@ -38,8 +38,11 @@ REPORTS = {"data report": "validate-op/statistics/report.html", "label audit": "
            "evaluation": "evaluate-op/evaluation/report.html", "model card": "evaluate-op/evaluation/model_card.md"}
 
 
-def run_local(params: dict, pipeline_root: Path = PIPELINE_ROOT) -> dict:
-    """Run the CPU pipeline locally with params; returns a summary read from the run's artifacts."""
+def run_local(params: dict, pipeline_root: Path = PIPELINE_ROOT, runner=None) -> dict:
+    """Run the CPU pipeline locally with params; returns a summary read from the run's artifacts.
+
+    runner: a kfp.local runner (default SubprocessRunner in this venv; pipelines.container_runner
+    passes a DockerRunner)."""
     from kfp import local
 
     from pipelines import platform
@@ -49,7 +52,7 @@ def run_local(params: dict, pipeline_root: Path = PIPELINE_ROOT) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     pipeline_root.mkdir(parents=True, exist_ok=True)
     before = {p.name for p in pipeline_root.iterdir()}
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
+    local.init(runner=runner or local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
                raise_on_error=True)
     base = versions.model_base(params["push_base"], params["model_name"])
     pushed_before = versions.servable_versions(base)
@@ -72,7 +75,7 @@ def run_local(params: dict, pipeline_root: Path = PIPELINE_ROOT) -> dict:
             os.environ.pop(STEP_ERROR_FILE_ENV, None)
             platform.LOCAL_RUN = False
     seconds = time.perf_counter() - start
-    run_dir = _newest_run_dir(before)
+    run_dir = _newest_run_dir(before, pipeline_root)
     blessing_files = sorted(run_dir.glob("*/evaluation/blessing.json")) if run_dir else []
     blessing = json.loads(blessing_files[0].read_text()) if blessing_files else {}
     found = {name: sorted(run_dir.glob(pattern)) if run_dir else [] for name, pattern in REPORTS.items()}
@@ -90,7 +93,7 @@ def run_local(params: dict, pipeline_root: Path = PIPELINE_ROOT) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, run=None) -> int:
     spec = load_pipeline_docs(settings.PIPELINE_YAML)[0]
     declared = kfp_params.declared_parameters(spec)
     parser = argparse.ArgumentParser(prog="python -m pipelines.local_runner", description=__doc__.splitlines()[0])
@@ -116,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"{' or '.join(LOCAL_TUNERS)}")
     # Every value checked against its meaning before any step starts.
     kfp_params.check_values(kfp_params.effective_values(declared, params), "--param NAME=VALUE")
-    summary = run_local(params)
+    summary = (run or run_local)(params)  # pipelines.container_runner passes its own
     print("\n=== imgclf local run ===")
     print(f"wall time      {summary['seconds']} s   (artifacts: {summary['run_dir']})")
     if summary["test_accuracy"] is not None:

@@ -16,6 +16,12 @@ IMAGE_REPOSITORY = "ghcr.io/imgclf/imgclf"
 IMAGE_TAG = "0.1.0"
 CPU_IMAGE = f"{IMAGE_REPOSITORY}:{IMAGE_TAG}"
 GPU_IMAGE = f"{IMAGE_REPOSITORY}:{IMAGE_TAG}-gpu"
+# Base of both images (Dockerfile ARG BASE_IMAGE). With no registry, `make images` builds a
+# stand-in from the apt mirror (images/Containerfile.python-base) under the local names below.
+# (Its own name, not .../python:3.11-slim-bookworm: podman would resolve the short name to it.)
+PYTHON_BASE_IMAGE = "python:3.11-slim-bookworm"
+LOCAL_PYTHON_BASE_IMAGE = "localhost/imgclf/python-from-debian:3.11-bookworm"
+DEBIAN_ROOTFS_IMAGE = "localhost/imgclf/debian-minbase:bookworm"
 # TF Serving images used by the plain Deployment (pinned, never :latest).
 TF_SERVING_IMAGE = "tensorflow/serving:2.20.0"
 TF_SERVING_GPU_IMAGE = "tensorflow/serving:2.20.0-gpu"
