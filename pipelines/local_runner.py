@@ -32,14 +32,21 @@ def _newest_run_dir(before: set[str]) -> Path | None:
     return max(runs, key=lambda p: p.stat().st_mtime, default=None)
 
 
-def run_local(params: dict, pipeline_root: Path = PIPELINE_ROOT) -> dict:
-    """Run the CPU pipeline locally with params; returns a summary read from the run's artifacts."""
+def run_local(params: dict, pipeline_root: Path = PIPELINE_ROOT, warm: bool = True) -> dict:
+    """Run the CPU pipeline locally with params; returns a summary read from the run's artifacts.
+
+    warm: fork the steps from one process that imported TensorFlow once (imgclf.warm_steps).
+    """
     from kfp import local
 
+    from imgclf.warm_steps import warm_steps
     from pipelines.training_pipeline import build_pipeline
 
     # Steps inherit this environment: keep TensorFlow's C++ start-up chatter out of the step logs.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # OpenBLAS' worker threads spin against each other and TensorFlow on 2 cores: the label audit's small
+    # matrix products took 92 s instead of 5 s (README "Speed"). TensorFlow keeps its own thread pools.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     pipeline_root.mkdir(parents=True, exist_ok=True)
     before = {p.name for p in pipeline_root.iterdir()}
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
@@ -47,7 +54,7 @@ def run_local(params: dict, pipeline_root: Path = PIPELINE_ROOT) -> dict:
     base = versions.model_base(params["push_base"], params["model_name"])
     pushed_before = versions.servable_versions(base)
     start = time.perf_counter()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), warm_steps(warm):
         # Our image name does not contain "python"; locally the step runs in this venv anyway.
         warnings.filterwarnings("ignore", message=".*non-Python base image.*")
         try:
@@ -88,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help=f"any pipeline parameter: {', '.join(sorted(declared))}")
     parser.add_argument("--params-file", type=Path, help="YAML mapping of pipeline parameters (flags win)")
+    parser.add_argument("--cold-steps", action="store_true",
+                        help="start every step as a fresh interpreter (kfp's default; slower: TF imported per step)")
     args = parser.parse_args(argv)
     file_values = kfp_params.load_params_file(args.params_file) if args.params_file else {}
     given = {k: v for k, v in vars(args).items() if k in defaults and v is not None}
@@ -97,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"tuner={params['tuner']!r}: Katib needs a cluster (make submit); locally use "
                         f"{' or '.join(LOCAL_TUNERS)}")
     storage.parse_uri(params["push_base"])  # fail fast on a bad scheme
-    summary = run_local(params)
+    summary = run_local(params, **({"warm": False} if args.cold_steps else {}))
     print("\n=== imgclf local run ===")
     print(f"wall time      {summary['seconds']} s   (artifacts: {summary['run_dir']})")
     if summary["test_accuracy"] is not None:
