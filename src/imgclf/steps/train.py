@@ -63,7 +63,12 @@ def epoch_timer():
             self._start, self._in_validation = time.perf_counter(), 0.0
             self._cpu, self._cpu_in_validation = time.process_time(), 0.0
 
+        def _sync(self):
+            # JAX dispatches asynchronously: reading one weight waits for the steps queued so far.
+            keras.ops.convert_to_numpy(self.model.trainable_weights[-1])
+
         def on_test_begin(self, logs=None):
+            self._sync()
             self._validation_start, self._validation_cpu = time.perf_counter(), time.process_time()
 
         def on_test_end(self, logs=None):
@@ -71,6 +76,7 @@ def epoch_timer():
             self._cpu_in_validation += time.process_time() - self._validation_cpu
 
         def on_epoch_end(self, epoch, logs=None):
+            self._sync()
             self.train.append(time.perf_counter() - self._start - self._in_validation)
             self.validation.append(self._in_validation)
             self.train_cpu.append(time.process_time() - self._cpu - self._cpu_in_validation)
