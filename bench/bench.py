@@ -5,7 +5,8 @@
 Sections (each runs its commands as child processes, so wall time and peak memory are
 whole-process figures; pairs are interleaved A B A B so machine drift hits both):
   pipeline  `python -m pipelines.local_runner` wall / bench/bare_train.py wall, same epochs and images;
-            peak RSS of the run (largest process, and the process tree summed)
+            peak RSS of the run (largest process, and the process tree summed); full mode also runs
+            it with --cold-steps (kfp's own launcher) in the same rotation
   train     trainer samples/s / bare model.fit samples/s, same batch (bench/train_speed.py)
   tune      `imgclf-tune` (successive halving) wall / bench/seed_search.py wall, best val accuracy of both
   serve     `make serve` vs in-process (bench/serve_bench.py, on the model the pipeline section pushed)
@@ -131,9 +132,12 @@ def section_pipeline(cfg: dict, work: Path) -> dict:
             "--epochs", str(epochs)]
     if cfg is QUICK:
         bare += ["--test-examples", "2000"]
+    commands = [("local", local), ("bare", bare)]
+    if cfg is FULL:  # the lever: the same run with kfp's own launcher (every step a fresh interpreter)
+        commands.append(("local_cold", [*local, "--cold-steps"]))
     rows = []
     for i in range(cfg["pairs"]):
-        order = [("local", local), ("bare", bare)] if i % 2 == 0 else [("bare", bare), ("local", local)]
+        order = commands if i % 2 == 0 else commands[::-1]
         pair = {}
         for name, cmd in order:
             pair[name] = run(cmd, memory=True)
@@ -142,7 +146,14 @@ def section_pipeline(cfg: dict, work: Path) -> dict:
     local_walls = [p["local"]["wall_seconds"] for p in rows]
     bare_walls = [p["bare"]["wall_seconds"] for p in rows]
     steps = _step_seconds(rows[-1]["local"]["stdout"])
-    return {
+    cold = {}
+    if "local_cold" in rows[0]:
+        cold = {"run_local_cold_steps_wall_seconds": [p["local_cold"]["wall_seconds"] for p in rows],
+                "ratio_warm_to_cold_steps": round(median([p["local"]["wall_seconds"] / p["local_cold"]["wall_seconds"]
+                                                          for p in rows]), 3),
+                "run_local_cold_step_seconds": _step_seconds(rows[-1]["local_cold"]["stdout"]),
+                "run_local_cold_peak_rss_mib": max(p["local_cold"]["peak_rss_mib"] for p in rows)}
+    return {**cold,
         "train_examples": n, "epochs": epochs,
         "run_local_wall_seconds": local_walls, "bare_script_wall_seconds": bare_walls,
         "ratio_run_local_to_bare": round(median([p["local"]["wall_seconds"] / p["bare"]["wall_seconds"]
@@ -236,8 +247,13 @@ def main() -> None:
     parser.add_argument("--only", help=f"comma-separated subset of {','.join(SECTIONS)} (default: all; "
                                        f"--quick: all but jax, whose XLA compile alone takes minutes on CPU)")
     parser.add_argument("--output", default=None, help="JSON file (default bench/results[-quick].json)")
+    parser.add_argument("--pairs", type=int, help="rotations of the pipeline section (default: full 2, quick 1)")
+    parser.add_argument("--rounds", type=int, help="rounds of the train section (default: full 2, quick 1)")
     args = parser.parse_args()
     cfg = QUICK if args.quick else FULL
+    for key, value in (("pairs", args.pairs), ("train_rounds", args.rounds)):
+        if value:
+            cfg[key] = value  # the dict itself: sections tell full from quick by identity
     chosen = [s for s in (args.only or ",".join(SECTIONS[:-1] if args.quick else SECTIONS)).split(",") if s]
     unknown = sorted(set(chosen) - set(SECTIONS))
     if unknown:
@@ -273,6 +289,7 @@ def main() -> None:
             result["load_average_before"], result["load_average_after"] = before, load()
             result["section_seconds"] = round(time.perf_counter() - t, 1)
             report["sections"][name] = result
+            output.write_text(json.dumps(report, indent=2) + "\n")  # a cut-off run keeps its finished sections
     report["total_seconds"] = round(time.perf_counter() - started, 1)
     output.write_text(json.dumps(report, indent=2) + "\n")
     print_summary(report)
