@@ -1,7 +1,7 @@
 """Trainer samples/s against a bare `model.fit` on numpy arrays, same model and batch size, interleaved in one process.
 
     .venv/bin/python bench/train_speed.py --dataset DIR [--examples 48000] [--epochs 3] [--rounds 2]
-        [--variants ours,tfdata-elements,spe1]
+        [--variants ours,gather,spe1]
 
 Each round fits the bare seed CNN (model.fit(x, y, batch_size), no validation) and
 then each trainer variant (imgclf.steps.train.fit, validation on the eval split as
@@ -11,8 +11,8 @@ subtracted and reported on its own; the first epoch (tracing) is reported apart 
 the steady state. Samples per CPU second (this process's user+system time) is reported
 beside samples/s: on a machine shared with other work it moves less than wall time.
 Prints one JSON object.
-Variants: ours (the trainer as shipped), tfdata-elements (the previous input path:
-per-element shuffle buffer), spe1 (steps_per_execution=1).
+Variants: ours (the trainer as shipped), gather (batches gathered by shuffled row index
+from one tensor instead of a per-example shuffle buffer), spe1 (steps_per_execution=1).
 """
 
 from __future__ import annotations
@@ -48,7 +48,6 @@ def main() -> None:
     args = parser.parse_args()
 
     import keras
-    import tensorflow as tf
 
     from imgclf import datasets, input_pipeline
     from imgclf.model import HyperParams, build_model
@@ -71,13 +70,8 @@ def main() -> None:
         _, history = train_step.fit(hp, (x, y), eval_xy, seed=0, metrics_format="none", **fit_kwargs)
         return rates(history["train_seconds"], history["validation_seconds"], history["train_cpu_seconds"], n)
 
-    def elements_input(images, labels, batch_size, seed):  # the input path before this change, for comparison
-        ds = tf.data.Dataset.from_tensor_slices((images[..., None], labels))
-        ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
-        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
     variants = {"ours": lambda: ours(),
-                "tfdata-elements": lambda: ours(train_input=elements_input),
+                "gather": lambda: ours(train_input=input_pipeline.gathered_train_batches),
                 "spe1": lambda: ours(steps_per_execution=1)}
     chosen = {"bare": bare, **{v: variants[v] for v in args.variants.split(",")}}
     results: dict[str, list] = {name: [] for name in chosen}
