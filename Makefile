@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DATA_DIR := /usr/share/datasets/fashion-mnist
 DATA_PKG := dataset-fashion-mnist
-EXTRAS := tf-cpu,serve,dev
+EXTRAS := tf-cpu,serve,dev,jax
 
 .DEFAULT_GOAL := help
 .PHONY: help venv data run-local compile test clean
@@ -47,7 +47,7 @@ clean: ## remove local pipeline run outputs (keeps .venv and the pushed models i
 	rm -rf runs/local_outputs runs/tune
 
 # --- Serving (manifests, local TF-Serving-compatible server, TFLite, benchmark) ---
-.PHONY: manifests check-manifests serve predict export-tflite bench-serve report-screenshots
+.PHONY: manifests check-manifests serve predict export-tflite bench bench-serve report-screenshots
 KUBECTL_PKG := kubernetes-client
 PUSH_BASE ?= runs/serving
 SERVE_PORT ?= 8501
@@ -74,6 +74,9 @@ export-tflite: venv ## export MODEL=<model dir> to TFLite (dynamic range + int8)
 
 report-screenshots: venv data ## regenerate bench/screenshots/*.png: each report on Fashion-MNIST, shot in headless chromium
 	$(BIN)/python bench/report_screenshots.py $(ARGS)
+
+bench: venv data ## every speed ratio of the README's "Speed" section in one run -> bench/results.json (ARGS=--quick: ~2 min)
+	$(BIN)/python bench/bench.py $(ARGS)
 
 bench-serve: venv ## benchmark `make serve` vs the in-process SavedModel (latency p50/p99, batch-64 images/s)
 	$(BIN)/python bench/serve_bench.py --push-base $(PUSH_BASE) $(ARGS)

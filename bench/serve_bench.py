@@ -5,14 +5,18 @@
 
 Prints single-image p50/p99 latency and batch-64 images/s for: the SavedModel's
 traced endpoint in-process, `signatures["serving_default"]` in-process, the
-server; the per-stage cost of one batch-64 request (JSON parse, numpy, model,
-JSON write); and the server/in-process ratios. Real Fashion-MNIST test images.
+server with JSON numbers and with TF Serving's binary {"b64": ...} instances; the
+per-stage cost of one batch-64 request (JSON parse, numpy, model, JSON write); the
+server/in-process ratios and the server's peak RSS. Real Fashion-MNIST test images.
+--json adds one JSON line of every figure at the end (bench/bench.py reads it).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import http.client
+import json
 import os
 import socket
 import subprocess
@@ -72,6 +76,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=300, help="single-image requests")
     parser.add_argument("--batches", type=int, default=60)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--json", action="store_true", help="end with one JSON line of all figures")
     args = parser.parse_args()
 
     import tensorflow as tf
@@ -97,17 +102,27 @@ def main() -> None:
 
     body_one = orjson.dumps({"instances": [image.tolist()]})
     body_batch = orjson.dumps({"instances": batch.tolist()})
+
+    def b64(images):
+        return orjson.dumps({"instances": [{"b64": base64.b64encode(i.astype(np.uint8).tobytes()).decode()}
+                                           for i in images]})
+
+    body_one_b64, body_batch_b64 = b64(image[None]), b64(batch)
     stages = {
         "orjson.loads": lambda: orjson.loads(body_batch),
         "parse_request (json+numpy+checks)": lambda: parse_request(body_batch),
+        "parse_request (b64 instances)": lambda: parse_request(body_batch_b64),
         "model call": lambda: endpoint(tf.constant(batch_f)),
         "format_response + orjson.dumps": lambda: orjson.dumps(format_response(
             np.zeros((args.batch_size, 10), np.float32), np.zeros(args.batch_size, np.int64), False),
             option=orjson.OPT_SERIALIZE_NUMPY),
     }
-    print(f"per-stage cost of one batch-{args.batch_size} request ({len(body_batch)} bytes of JSON):")
+    print(f"per-stage cost of one batch-{args.batch_size} request ({len(body_batch)} bytes of JSON, "
+          f"{len(body_batch_b64)} as b64):")
+    stage_ms = {}
     for name, fn in stages.items():
-        print(f"  {name:34s} {np.median(timed(fn, 30)) * 1e3:7.3f} ms")
+        stage_ms[name] = round(float(np.median(timed(fn, 30)) * 1e3), 3)
+        print(f"  {name:34s} {stage_ms[name]:7.3f} ms")
 
     proc = None
     url = args.url
@@ -125,16 +140,35 @@ def main() -> None:
             assert resp.status == 200, data[:200]
 
         for _ in range(20):
-            post(body_one), post(body_batch)
+            post(body_one), post(body_batch), post(body_batch_b64)
         server = summary("server (REST, keep-alive)", timed(lambda: post(body_one), args.n),
                          timed(lambda: post(body_batch), args.batches), args.batch_size)
+        server_b64 = summary("server, b64 instances", timed(lambda: post(body_one_b64), args.n),
+                             timed(lambda: post(body_batch_b64), args.batches), args.batch_size)
+        peak_rss_mib = None
+        if proc:  # the server's own high-water mark, read before it exits
+            for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak_rss_mib = round(int(line.split()[1]) / 1024, 1)
     finally:
         if proc:
             proc.terminate()
             proc.wait(timeout=30)
     print(f"ratios server/in-process: single p50 {server['p50_ms'] / inproc['p50_ms']:.1f}x, "
           f"p99 {server['p99_ms'] / inproc['p99_ms']:.1f}x; batch-{args.batch_size} throughput "
-          f"{server['img_s'] / inproc['img_s']:.2f} of in-process")
+          f"{server['img_s'] / inproc['img_s']:.2f} of in-process; b64 instances "
+          f"{server_b64['img_s'] / inproc['img_s']:.2f}, single p99 {server_b64['p99_ms'] / inproc['p99_ms']:.1f}x")
+    if args.json:
+        def rounded(row):
+            return {k: round(float(v), 3) for k, v in row.items()}
+
+        print(json.dumps({
+            "in_process": rounded(inproc), "server_json": rounded(server), "server_b64": rounded(server_b64),
+            "stage_ms": stage_ms, "batch_size": args.batch_size, "server_peak_rss_mib": peak_rss_mib,
+            "ratio_batch_throughput": round(server["img_s"] / inproc["img_s"], 3),
+            "ratio_p99": round(server["p99_ms"] / inproc["p99_ms"], 3),
+            "ratio_batch_throughput_b64": round(server_b64["img_s"] / inproc["img_s"], 3),
+            "ratio_p99_b64": round(server_b64["p99_ms"] / inproc["p99_ms"], 3)}))
 
 
 if __name__ == "__main__":

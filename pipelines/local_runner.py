@@ -38,18 +38,23 @@ REPORTS = {"data report": "validate-op/statistics/report.html", "label audit": "
            "evaluation": "evaluate-op/evaluation/report.html", "model card": "evaluate-op/evaluation/model_card.md"}
 
 
-def run_local(params: dict, pipeline_root: Path = PIPELINE_ROOT, runner=None) -> dict:
+def run_local(params: dict, pipeline_root: Path = PIPELINE_ROOT, runner=None, warm: bool = True) -> dict:
     """Run the CPU pipeline locally with params; returns a summary read from the run's artifacts.
 
     runner: a kfp.local runner (default SubprocessRunner in this venv; pipelines.container_runner
-    passes a DockerRunner)."""
+    passes a DockerRunner). warm: fork the subprocess runner's steps from one process that imported
+    TensorFlow once (imgclf.warm_steps; --cold-steps turns it off)."""
     from kfp import local
 
+    from imgclf.warm_steps import warm_steps
     from pipelines import platform
     from pipelines.training_pipeline import build_pipeline
 
     # Steps inherit this environment: keep TensorFlow's C++ start-up chatter out of the step logs.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # OpenBLAS' worker threads spin against each other and TensorFlow on 2 cores: the label audit's small
+    # matrix products took 92 s instead of 5 s (README "Speed"). TensorFlow keeps its own thread pools.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     pipeline_root.mkdir(parents=True, exist_ok=True)
     before = {p.name for p in pipeline_root.iterdir()}
     local.init(runner=runner or local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
@@ -57,14 +62,16 @@ def run_local(params: dict, pipeline_root: Path = PIPELINE_ROOT, runner=None) ->
     base = versions.model_base(params["push_base"], params["model_name"])
     pushed_before = versions.servable_versions(base)
     start = time.perf_counter()
-    # A step that fails on a user error writes its one line here (imgclf.errors.exit_on_user_error).
+    # A step that fails on a user error writes its one line here (imgclf.errors.exit_on_user_error); set
+    # before the warm fork server starts, so forked steps inherit it too.
     with warnings.catch_warnings(), tempfile.NamedTemporaryFile("r", prefix="imgclf-step-error-") as errors:
         # Our image name does not contain "python"; locally the step runs in this venv anyway.
         warnings.filterwarnings("ignore", message=".*non-Python base image.*")
         os.environ[STEP_ERROR_FILE_ENV] = errors.name
         platform.LOCAL_RUN = True  # keep the cluster's MinIO endpoint out of local steps' environment
         try:
-            build_pipeline(gpu=False)(**params)
+            with warm_steps(warm and runner is None):
+                build_pipeline(gpu=False)(**params)
         except RuntimeError as exc:
             step_errors = [line.strip() for line in errors.read().splitlines() if line.startswith("error: ")]
             if step_errors:  # the run's last line repeats the step's own one-line error
@@ -109,6 +116,8 @@ def main(argv: list[str] | None = None, run=None) -> int:
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help=f"any pipeline parameter: {', '.join(sorted(declared))}")
     parser.add_argument("--params-file", type=Path, help="YAML mapping of pipeline parameters (flags win)")
+    parser.add_argument("--cold-steps", action="store_true",
+                        help="start every step as a fresh interpreter (kfp's default; slower: TF imported per step)")
     args = parser.parse_args(argv)
     file_values = kfp_params.load_params_file(args.params_file) if args.params_file else {}
     given = {k: v for k, v in vars(args).items() if k in defaults and v is not None}
@@ -119,7 +128,10 @@ def main(argv: list[str] | None = None, run=None) -> int:
                         f"{' or '.join(LOCAL_TUNERS)}")
     # Every value checked against its meaning before any step starts.
     kfp_params.check_values(kfp_params.effective_values(declared, params), "--param NAME=VALUE")
-    summary = (run or run_local)(params)  # pipelines.container_runner passes its own
+    if run:  # pipelines.container_runner passes its own
+        summary = run(params)
+    else:
+        summary = run_local(params, warm=not args.cold_steps)
     print("\n=== imgclf local run ===")
     print(f"wall time      {summary['seconds']} s   (artifacts: {summary['run_dir']})")
     if summary["test_accuracy"] is not None:

@@ -1,6 +1,6 @@
 """The trainer on Keras' JAX backend: trains, and still exports a SavedModel TensorFlow serves.
 
-Opt-in: runs where jax is installed (`pip install -e .[jax]`), skipped otherwise.
+`make venv` installs jax (CPU) with the dev set, so `make test` runs this; skipped only where jax is absent.
 """
 
 from __future__ import annotations

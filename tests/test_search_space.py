@@ -31,7 +31,7 @@ def test_packaged_space_matches_the_issue():
     assert dropout.grid() == (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
     assert (lr.step, space.parameter("conv1_filters").grid()) == (None, (16, 32))
     assert (space.objective.metric, space.objective.direction, space.algorithm) == ("val_accuracy", "maximize",
-                                                                                     "bayesian")
+                                                                                     "halving")
     assert (space.budget.max_trials, space.budget.epochs_per_trial) == (10, 3)
 
 
@@ -95,7 +95,7 @@ _DELETE = object()
     (["parameters"], [], r"parameters: empty list"),
     (["objective", "direction"], "up", r"objective.direction: 'up' is not one of maximize, minimize"),
     (["objective", "additional_metrics"], ["val_accuracy"], r"additional_metrics repeats the objective metric"),
-    (["algorithm"], "grid", r"algorithm: 'grid' is not one of bayesian, random, hyperband"),
+    (["algorithm"], "grid", r"algorithm: 'grid' is not one of bayesian, random, hyperband, halving"),
     (["budget", "max_trials"], 0, r"budget.max_trials: 0 must be >= 1"),
     (["budget", "parallel_trials"], 11, r"budget.parallel_trials 11 > max_trials 10"),
     (["budget", "max_trials"], True, r"budget.max_trials: True is not an integer"),

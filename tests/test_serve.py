@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import shutil
@@ -104,13 +105,17 @@ def test_status_and_metadata(server):
     assert set(sigs[settings.SERVING_SIGNATURE_FLOAT]["outputs"]) == {"probabilities", "class_id"}
 
 
-@pytest.mark.parametrize("form", ["rows", "rows-4d", "named-rows", "columnar", "columnar-named", "uint8", "versioned"])
+@pytest.mark.parametrize("form", ["rows", "rows-4d", "named-rows", "columnar", "columnar-named", "uint8", "versioned",
+                                  "b64", "b64-named-uint8"])
 def test_predict_forms(server, images, form):
     x = images[..., None] if form == "rows-4d" else images
     path = server["url"] + ("/versions/1" if form == "versioned" else "") + ":predict"
     body = {"columnar": {"inputs": x.tolist()}, "columnar-named": {"inputs": {"images": x.tolist()}},
             "named-rows": {"instances": [{"images": i.tolist()} for i in x]},
             "uint8": {"instances": x.tolist(), "signature_name": settings.SERVING_SIGNATURE_UINT8},
+            "b64": {"instances": [{"b64": _b64(i)} for i in x]},
+            "b64-named-uint8": {"instances": [{"images": {"b64": _b64(i)}} for i in x],
+                                "signature_name": settings.SERVING_SIGNATURE_UINT8},
             }.get(form, {"instances": x.tolist()})
     status, out = call(path, json.dumps(body).encode())
     assert status == 200, out
@@ -119,6 +124,10 @@ def test_predict_forms(server, images, form):
     else:
         preds = out["predictions"]
         _check_outputs([p["probabilities"] for p in preds], [p["class_id"] for p in preds], len(x))
+
+
+def _b64(image) -> str:
+    return base64.b64encode(np.asarray(image, np.uint8).tobytes()).decode()
 
 
 GOOD = json.dumps({"instances": [[[0] * 28] * 28]}).encode()
@@ -140,6 +149,10 @@ BAD_BODIES = {
     "huge pixel": json.dumps({"instances": [[[1e300] * 28] * 28]}).encode(),
     "negative pixel": json.dumps({"instances": [[[-1] * 28] * 28]}).encode(),
     "pixel over 255": json.dumps({"inputs": [[[256.5] * 28] * 28]}).encode(),
+    "b64 wrong length": json.dumps({"instances": [{"b64": base64.b64encode(b"x" * 783).decode()}]}).encode(),
+    "b64 not base64": json.dumps({"instances": [{"b64": "%%%"}]}).encode(),
+    "b64 then arrays": json.dumps({"instances": [{"b64": base64.b64encode(bytes(784)).decode()},
+                                                 {"images": [[0] * 28] * 28}]}).encode(),
 }
 
 
@@ -323,3 +336,13 @@ def test_predict_client_connection_refused_is_one_line():
     with pytest.raises(UserError, match="cannot connect") as exc:
         predict_client.predict(f"http://127.0.0.1:{port}", NAME, np.zeros((28, 28), np.uint8), timeout=5)
     assert "\n" not in str(exc.value)
+
+
+def test_parse_b64_matches_the_json_numbers():
+    img = np.arange(784, dtype=np.uint8).reshape(28, 28)
+    from_b64 = parse_request({"inputs": [{"b64": _b64(img)}, {"b64": _b64(img[::-1])}]})
+    from_json = parse_request({"inputs": [img.tolist(), img[::-1].tolist()]})
+    assert from_b64.columnar and from_b64.images.dtype == np.float32
+    np.testing.assert_array_equal(from_b64.images, from_json.images)
+    with pytest.raises(BadRequest, match="exceeds the limit of 1"):
+        parse_request({"instances": [{"b64": _b64(img)}] * 2}, max_batch=1)

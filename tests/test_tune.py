@@ -33,7 +33,7 @@ def small_space():
     cheap = {"conv1_filters": search_space.Parameter("conv1_filters", "choice", values=(8,)),
              "conv2_filters": search_space.Parameter("conv2_filters", "choice", values=(8, 16))}
     params = tuple(cheap.get(p.name, p) for p in space.parameters)
-    return dataclasses.replace(space, parameters=params)
+    return dataclasses.replace(space, parameters=params, algorithm="bayesian")  # KerasTuner's resumable search
 
 
 def test_resume_runs_only_the_missing_trials(tiny_dataset, small_space, tmp_path):
@@ -129,3 +129,29 @@ def test_fingerprint_is_written_whole_and_checked(tmp_path):
     assert [p.name for p in (tmp_path / "tuner").iterdir()] == [tune_step.FINGERPRINT_FILE]  # no temp file left
     with pytest.raises(UserError, match="different epochs; use a new output directory"):
         tune_step._check_resumable(tmp_path, {"space": "ab", "epochs": 2})
+
+
+def test_halving_promotes_the_best_third_and_writes_what_train_reads(tiny_dataset, small_space, tmp_path):
+    lines: list[str] = []
+    space = dataclasses.replace(small_space, algorithm="halving")
+    result = tune(tiny_dataset, str(tmp_path), space, max_trials=4, epochs=2, log=lines.append)
+    rung1 = [line for line in lines if line.startswith("rung 1 ")]
+    rung2 = [line for line in lines if line.startswith("rung 2 ")]
+    assert (len(rung1), len(rung2)) == (4, 2)  # ceil(4 / 3) promoted
+    assert " 120 images)" in rung1[0] and " 240 images)" in rung2[0]  # a quarter, then half of 480
+    saved = json.loads((tmp_path / "best_hyperparameters.json").read_text())
+    assert saved == result["best_hyperparameters"] and saved["epochs"] == 2
+    HyperParams.from_dict(saved)
+    assert result["algorithm"] == "halving" and result["trials_total"] == 4
+    assert "(best)" in (tmp_path / "trials.md").read_text()
+
+
+def test_halving_samples_the_baseline_first_then_distinct_points(small_space):
+    from imgclf import halving
+
+    configs = halving.sample_configurations(search_space.load(), 10, seed=1)
+    assert configs[0] == {p.name: getattr(HyperParams(), p.name) for p in search_space.load().parameters}
+    assert len(configs) == 10 and all(configs.count(c) == 1 for c in configs)
+    assert configs == halving.sample_configurations(search_space.load(), 10, seed=1)
+    for c in configs:
+        assert all(p.contains(c[p.name]) for p in search_space.load().parameters), c

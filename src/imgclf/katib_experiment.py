@@ -29,7 +29,10 @@ PRIMARY_CONTAINER = "training-container"
 # The last four of Katib's algorithms need what a plain parameter search lacks
 # (a resource parameter, a population, a NAS config), so the generator refuses them.
 SUPPORTED_ALGORITHMS = KATIB_ALGORITHMS[:7]
-FROM_SPACE_ALGORITHM = {"bayesian": "bayesianoptimization", "random": "random", "hyperband": "hyperband"}
+# halving (successive halving on data subsets, imgclf.halving) has no Katib form without a resource
+# parameter: on a cluster the same space is searched by Bayesian optimisation, every trial at full budget.
+FROM_SPACE_ALGORITHM = {"bayesian": "bayesianoptimization", "random": "random", "hyperband": "hyperband",
+                        "halving": "bayesianoptimization"}
 SEEDED_ALGORITHMS = ("bayesianoptimization", "random", "tpe", "multivariate-tpe", "cmaes")
 # Katib's defaults for a batch/v1 Job trial, spelled out so the file says what "done" means.
 JOB_SUCCESS = 'status.conditions.#(type=="Complete")#|#(status=="True")#'

@@ -19,7 +19,7 @@ from imgclf.model import HyperParams
 DEFAULT_PATH = Path(__file__).with_name("search_space.yaml")
 PARAMETER_TYPES = ("int", "float", "choice")
 SCALES = ("linear", "log")
-ALGORITHMS = ("bayesian", "random", "hyperband")
+ALGORITHMS = ("bayesian", "random", "hyperband", "halving")
 DIRECTIONS = ("maximize", "minimize")
 # `epochs` is the trial budget (budget.epochs_per_trial), not a tunable parameter.
 TUNABLE_FIELDS = tuple(f.name for f in fields(HyperParams) if f.name != "epochs")

@@ -4,6 +4,8 @@ Request (POST /v1/models/NAME[/versions/N]:predict), as TF Serving accepts it:
     {"instances": [img, ...]}                row form; img is 28x28 or 28x28x1 numbers,
     {"instances": [{"images": img}, ...]}     or an object naming the input
     {"inputs": [img, ...]} / {"inputs": {"images": [img, ...]}}   columnar form
+    img may also be TF Serving's binary form {"b64": "<base64>"}: here the 784 raw uint8 pixel
+    bytes of one image, row-major (no JSON number parsing: the fast path for batches)
     optional "signature_name": "serving_default" (float32) or "serving_uint8" (0..255 integers)
 Every pixel is a raw intensity: a finite number in 0..255 for both signatures.
 Response: row form -> {"predictions": [{"probabilities": [...10], "class_id": k}, ...]},
@@ -13,6 +15,8 @@ Every defect raises BadRequest with a message naming the field and the value see
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,12 +54,36 @@ def _load(body) -> dict:
 
 
 def _named(value, where: str):
-    """An object form {"images": ...} -> its value; anything else unchanged."""
-    if isinstance(value, dict):
+    """An object form {"images": ...} -> its value; a binary {"b64": ...} and anything else unchanged."""
+    if isinstance(value, dict) and set(value) != {"b64"}:
         if set(value) != {INPUT}:
             raise BadRequest(f"{where}: expected the single input '{INPUT}', got keys {sorted(value)}")
         return value[INPUT]
     return value
+
+
+def _b64_images(value: list, where: str) -> np.ndarray:
+    """[{"b64": s}, ...] -> uint8 [N, H, W]; each s must decode to exactly H*W bytes."""
+    raws = []
+    for i, item in enumerate(value):
+        if not (isinstance(item, dict) and set(item) == {"b64"}):
+            raise BadRequest(f"{where}[{i}]: expected {{\"b64\": ...}} like the other images, got "
+                             f"{type(item).__name__ if not isinstance(item, dict) else sorted(item)}")
+        if not isinstance(item["b64"], str):
+            raise BadRequest(f"{where}[{i}].b64: expected a base64 string, got {type(item['b64']).__name__}")
+        try:
+            raw = base64.b64decode(item["b64"], validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise BadRequest(f"{where}[{i}].b64: not valid base64 ({exc})") from None
+        if len(raw) != H * W:
+            raise BadRequest(f"{where}[{i}].b64: decodes to {len(raw)} bytes; expected {H * W} "
+                             f"(one {H}x{W} uint8 image, row-major)")
+        raws.append(raw)
+    return np.frombuffer(b"".join(raws), np.uint8).reshape(len(raws), H, W)
+
+
+def _is_b64(value) -> bool:
+    return isinstance(value, list) and bool(value) and isinstance(value[0], dict) and set(value[0]) == {"b64"}
 
 
 def _as_array(value, where: str) -> np.ndarray:
@@ -110,6 +138,13 @@ def parse_request(body, max_batch: int = DEFAULT_MAX_BATCH) -> Parsed:
             value = [_named(v, f"instances[{i}]") for i, v in enumerate(value)]
     else:
         value = _named(value, "inputs")
+    if _is_b64(value):  # binary form: uint8 pixels, nothing to parse or range-check
+        if len(value) > max_batch:
+            raise BadRequest(f"batch of {len(value)} images exceeds the limit of {max_batch}")
+        images = _b64_images(value, key)
+        if signature != settings.SERVING_SIGNATURE_UINT8:
+            images = images.astype(np.float32)
+        return Parsed(images, key == "inputs", signature)
     arr = _as_array(value, key)
     if arr.ndim >= 1 and arr.shape[0] == 0:
         raise BadRequest(f"'{key}' is empty: send at least one image")

@@ -44,28 +44,80 @@ def _epoch_printer(fmt: str):
     return EpochLines()
 
 
+# Training steps per call into the compiled function: fewer Python round trips per batch.
+# bench/train_speed.py measures it against 1 (see README "Speed").
+STEPS_PER_EXECUTION = 16
+
+
+def epoch_timer():
+    """A Keras callback timing each epoch: `train` seconds (validation passes excluded), `validation` seconds,
+    and `train_cpu` (this process's CPU seconds in training: steadier than wall time on a busy machine)."""
+    import keras
+
+    class EpochTimer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.train, self.validation, self.train_cpu = [], [], []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._start, self._in_validation = time.perf_counter(), 0.0
+            self._cpu, self._cpu_in_validation = time.process_time(), 0.0
+
+        def _sync(self):
+            # JAX dispatches asynchronously: reading one weight waits for the steps queued so far.
+            keras.ops.convert_to_numpy(self.model.trainable_weights[-1])
+
+        def on_test_begin(self, logs=None):
+            self._sync()
+            self._validation_start, self._validation_cpu = time.perf_counter(), time.process_time()
+
+        def on_test_end(self, logs=None):
+            self._in_validation += time.perf_counter() - self._validation_start
+            self._cpu_in_validation += time.process_time() - self._validation_cpu
+
+        def on_epoch_end(self, epoch, logs=None):
+            self._sync()
+            self.train.append(time.perf_counter() - self._start - self._in_validation)
+            self.validation.append(self._in_validation)
+            self.train_cpu.append(time.process_time() - self._cpu - self._cpu_in_validation)
+
+    return EpochTimer()
+
+
 def fit(hp: HyperParams, train_xy, eval_xy, seed: int, tensorboard_dir: str | None = None,
-        metrics_format: str = "progress", early_stopping_patience: int = 0):
-    """Build and fit a model; returns (model, history dict). Data stays in memory as uint8."""
+        metrics_format: str = "progress", early_stopping_patience: int = 0, extra_callbacks=(),
+        steps_per_execution: int = STEPS_PER_EXECUTION, train_input=input_pipeline.train_batches):
+    """Build and fit a model; returns (model, history dict). Data stays in memory as uint8.
+
+    metrics_format: progress | katib | none (no per-epoch lines). The history carries per-epoch
+    `train_seconds` and `validation_seconds` beside Keras' metrics.
+    """
     import keras
 
     keras.utils.set_random_seed(seed)
-    model = build_model(hp)
-    callbacks = [_epoch_printer(metrics_format)]
+    model = build_model(hp, steps_per_execution=steps_per_execution)
+    timer = epoch_timer()
+    callbacks = [timer, *extra_callbacks]
+    if metrics_format != "none":
+        callbacks.append(_epoch_printer(metrics_format))
     if tensorboard_dir:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=tensorboard_dir, histogram_freq=0))
     if early_stopping_patience > 0:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=early_stopping_patience,
                                                        restore_best_weights=True))
     history = model.fit(
-        input_pipeline.train_batches(*train_xy, batch_size=hp.batch_size, seed=seed),
+        train_input(*train_xy, batch_size=hp.batch_size, seed=seed),
         validation_data=input_pipeline.eval_batches(*eval_xy),
         epochs=hp.epochs, shuffle=False,  # the pipeline shuffles (seeded); Keras would only warn
         # Keras' own bar when a person watches; our one-line-per-epoch printer otherwise.
         verbose=1 if (metrics_format == "progress" and sys.stdout.isatty()) else 0,
         callbacks=callbacks,
     )
-    return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    record = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    record["train_seconds"] = [round(t, 3) for t in timer.train]
+    record["validation_seconds"] = [round(t, 3) for t in timer.validation]
+    record["train_cpu_seconds"] = [round(t, 3) for t in timer.train_cpu]
+    return model, record
 
 
 def train(dataset_dir: str, model_dir: str, hp: HyperParams = HyperParams(), seed: int = settings.TRAIN.seed,
@@ -80,6 +132,7 @@ def train(dataset_dir: str, model_dir: str, hp: HyperParams = HyperParams(), see
     start = time.perf_counter()
     model, history = fit(hp, train_xy, eval_xy, seed, tensorboard_dir, metrics_format)
     seconds = time.perf_counter() - start
+    train_seconds = sum(history["train_seconds"])
 
     with storage.atomic_directory(model_dir) as tmp:
         export_saved_model(model, tmp / "saved_model")
@@ -90,8 +143,10 @@ def train(dataset_dir: str, model_dir: str, hp: HyperParams = HyperParams(), see
         "train_examples": int(len(train_xy[1])),
         "eval_examples": int(len(eval_xy[1])),
         "dataset_train_sha256": meta["splits"]["train"]["sha256"],
-        "train_seconds": round(seconds, 2),
-        "samples_per_second": round(len(train_xy[1]) * hp.epochs / max(seconds, 1e-9), 1),
+        "fit_seconds": round(seconds, 2),  # training + validation + callbacks
+        "train_seconds": round(train_seconds, 2),  # training steps only
+        "validation_seconds": round(sum(history["validation_seconds"]), 2),
+        "samples_per_second": round(len(train_xy[1]) * hp.epochs / max(train_seconds, 1e-9), 1),
         "final_val_accuracy": history["val_accuracy"][-1],
         "final_val_loss": history["val_loss"][-1],
         "best_val_accuracy": max(history["val_accuracy"]),
