@@ -1,4 +1,4 @@
-"""KFP component: copy the Dataset artifact onto the Katib data PVC (imgclf.katib_client.stage_dataset)."""
+"""KFP component: copy the Dataset artifact onto the Katib data PVC (imgclf.steps.katib_stage)."""
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input
@@ -13,6 +13,6 @@ def katib_stage_op(dataset: Input[Dataset]) -> str:
     The only task that mounts the data PVC read-write (kfp-kubernetes mount_pvc at /data); it ends before
     the Experiment starts, so trials on other nodes can mount the claim (read-only) without a Multi-Attach.
     """
-    from imgclf import katib_client
+    from imgclf.steps.katib_stage import stage_dataset
 
-    return katib_client.stage_dataset(dataset.path)
+    return stage_dataset(dataset.path)

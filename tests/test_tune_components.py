@@ -45,8 +45,10 @@ def test_tune_op_writes_what_train_op_reads(tiny_dataset, tmp_path):
 def test_katib_stage_then_tune_against_the_contract_server(tiny_dataset, tmp_path, monkeypatch):
     data_volume = tmp_path / "pvc"
     data_volume.mkdir()
-    real_stage = katib_client.stage_dataset
-    monkeypatch.setattr(katib_client, "stage_dataset", lambda d: real_stage(d, str(data_volume)))
+    from imgclf.steps import katib_stage
+
+    real_stage = katib_stage.stage_dataset
+    monkeypatch.setattr(katib_stage, "stage_dataset", lambda d: real_stage(d, str(data_volume)))
     monkeypatch.setattr(katib_client, "current_namespace", lambda: "kubeflow-user")
     staged = katib_stage_op.python_func(dataset=_artifact(Dataset, Path(tiny_dataset)))
     assert staged.startswith(str(data_volume / "datasets")) and Path(staged, "metadata.json").is_file()

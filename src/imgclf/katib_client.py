@@ -169,32 +169,6 @@ def run_experiment(api, namespace: str, output_dir: str, dataset_path: str = kat
     return {**metrics, "experiment": f"{namespace}/{name}", "best_hyperparameters": hp.to_dict()}
 
 
-def stage_dataset(dataset_dir: str, mount: str = katib_experiment.DATA_MOUNT) -> str:
-    """Copy an ingested dataset onto the shared data volume (mounted at `mount`) where trials can read it.
-
-    The copy lands in <mount>/datasets/<train split sha256[:16]>: content-addressed, so a second run with
-    the same data reuses it, and it appears atomically (copied aside, then renamed). Returns its path.
-    """
-    import shutil
-
-    from imgclf import datasets, storage
-
-    meta = datasets.read_metadata(dataset_dir)
-    root = Path(mount) / "datasets"
-    target = root / meta["splits"]["train"]["sha256"][:16]
-    if (target / datasets.METADATA_FILE).exists():
-        return str(target)
-    if not Path(mount).is_dir():
-        raise UserError(f"{mount}: data volume not mounted (mount the data PVC on the katib_tune step)")
-    try:
-        with storage.atomic_directory(target) as tmp:
-            shutil.copytree(dataset_dir, tmp, dirs_exist_ok=True)
-    except (OSError, UserError):
-        if not (target / datasets.METADATA_FILE).exists():  # not a concurrent run that won the rename
-            raise
-    return str(target)
-
-
 def experiment_namespace(requested: str, data_pvc: str, own: str | None = None) -> str:
     """The namespace for the Experiment: the run's own, where the staging step wrote to PVC `data_pvc`.
 
