@@ -58,16 +58,16 @@ manifests: venv ## regenerate manifests/ from settings.py and render overlays (k
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO="sudo -n"; fi; \
 	  ($$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(KUBECTL_PKG) >/dev/null) \
 	    || { echo "error: install kubectl (apt-get install $(KUBECTL_PKG)) or set KUSTOMIZE='kustomize build'" >&2; exit 1; }; fi
-	$(BIN)/python -m imgclf.manifests
+	$(BIN)/python -m imgclf.deploy.manifests
 
 check-manifests: venv ## validate rendered manifests offline (strict k8s schemas, KServe CRD, PSS restricted) and freshness
-	$(BIN)/python -m imgclf.manifest_checks
+	$(BIN)/python -m imgclf.deploy.manifest_checks
 
 serve: venv ## serve the latest pushed model (PUSH_BASE=runs/serving) on the TF Serving REST API at SERVE_PORT
-	$(BIN)/python -m imgclf.serve --push-base $(PUSH_BASE) --port $(SERVE_PORT) $(ARGS)
+	$(BIN)/python -m imgclf.serving.server --push-base $(PUSH_BASE) --port $(SERVE_PORT) $(ARGS)
 
 predict: venv data ## send one Fashion-MNIST test image to `make serve` and print the class name (INDEX=0)
-	$(BIN)/python -m imgclf.predict_client --url http://localhost:$(SERVE_PORT) --index $${INDEX:-0} $(ARGS)
+	$(BIN)/python -m imgclf.serving.client --url http://localhost:$(SERVE_PORT) --index $${INDEX:-0} $(ARGS)
 
 export-tflite: venv ## export MODEL=<model dir> to TFLite (dynamic range + int8) using DATASET=<dataset dir>
 	$(BIN)/python -m imgclf.steps.export_tflite --model $(MODEL) --dataset $(DATASET) --output $${OUTPUT:-$(MODEL)/tflite}
@@ -84,30 +84,30 @@ bench-serve: venv ## benchmark `make serve` vs the in-process SavedModel (latenc
 # --- On a cluster: images, offline spec check, submit (README "On a cluster") ---
 .PHONY: images push-images check-spec submit podman-setup run-containers test-images
 images: venv ## build the CPU and GPU images with docker/podman, offline pip from wheels/; no registry: base from apt (ARGS="--variant cpu")
-	$(BIN)/python -m imgclf.images build $(ARGS)
+	$(BIN)/python -m imgclf.deploy.images build $(ARGS)
 
 podman-setup: venv ## install podman, runc, debootstrap (Debian) and the containers.conf drop-in only if this host needs it
-	$(BIN)/python -m imgclf.podman_setup
+	$(BIN)/python -m imgclf.deploy.podman_setup
 
 run-containers: venv ## run the pipeline with every step in the built CPU image: no network, read-only root, tmpfs /tmp, uid 1000
 	$(BIN)/python -m pipelines.container_runner $(ARGS)
 
 test-images: venv podman-setup ## CI: build base + CPU image from nothing, run every CLI --help and the whole DAG in it (restricted)
 	@start=$$(date +%s); rm -f runs/image_facts.json; \
-	$(BIN)/python -m imgclf.images build --variant cpu --fresh && \
-	IMGCLF_IMAGE_TESTS=1 $(BIN)/python -m pytest -q -s tests/test_images_live.py $(ARGS); rc=$$?; \
+	$(BIN)/python -m imgclf.deploy.images build --variant cpu --fresh && \
+	IMGCLF_IMAGE_TESTS=1 $(BIN)/python -m pytest -q -s tests/deploy/test_images_live.py $(ARGS); rc=$$?; \
 	echo "make test-images: $$(( $$(date +%s) - start )) s (exit $$rc)"; exit $$rc
 
 push-images: venv ## push the CPU and GPU images (fails in one line when no docker/podman engine answers)
-	$(BIN)/python -m imgclf.images push $(ARGS)
+	$(BIN)/python -m imgclf.deploy.images push $(ARGS)
 
 check-spec: venv ## validate the compiled pipeline YAMLs offline against kfp's protobuf schemas
-	$(BIN)/python -m imgclf.kfp_spec_check pipelines/training_pipeline.yaml pipelines/training_pipeline_gpu.yaml
+	$(BIN)/python -m imgclf.kfp_client.spec_check pipelines/training_pipeline.yaml pipelines/training_pipeline_gpu.yaml
 
 submit: venv ## upload the compiled pipeline (a new version if it exists) and start a run: ARGS="--host URL [--gpu] [--wait]"
-	$(BIN)/python -m imgclf.submit $(ARGS)
+	$(BIN)/python -m imgclf.kfp_client.submit $(ARGS)
 
-# --- Hyperparameter tuning (one search space: src/imgclf/search_space.yaml) ---
+# --- Hyperparameter tuning (one search space: src/imgclf/model/search_space.yaml) ---
 .PHONY: katib check-katib tune
 TUNE_DATASET ?= runs/tune/dataset
 TUNE_OUTPUT ?= runs/tune/search
@@ -124,7 +124,7 @@ tune: venv data ## KerasTuner search on Fashion-MNIST (re-run to resume); ARGS="
 # --- Cluster readiness: backend compatibility, serving runtime parity, doctor (README "On a cluster") ---
 .PHONY: runtime-parity doctor
 doctor: venv ## check a cluster before a run, one line per check with its fix: ARGS="--host URL --namespace NS --push-base URI"
-	$(BIN)/python -m imgclf.doctor $(ARGS)
+	$(BIN)/python -m imgclf.kfp_client.doctor $(ARGS)
 
 runtime-parity: venv data ## load our SavedModel with the serving image's TensorFlow (throwaway venv from PyPI) and compare predictions
 	$(BIN)/python -m tests.runtime_parity $(ARGS)

@@ -3,7 +3,7 @@
     .venv/bin/python bench/bare_train.py [--train-examples 48000] [--epochs 3] [--batch-size 128]
 
 What a person would write without the pipeline: read the Fashion-MNIST IDX
-files, fit the classic CNN (the same layers and defaults as imgclf.model) on the
+files, fit the classic CNN (the same layers and defaults as imgclf.model.network) on the
 first --train-examples images with a 20% held-out validation split passed to
 fit, evaluate on the test set. It imports nothing from imgclf on purpose.
 Prints one JSON line: wall seconds (process start to end, imports included),

@@ -19,7 +19,8 @@ import time
 
 import numpy as np
 
-from imgclf import drift, idx, settings
+from imgclf import settings
+from imgclf.data import drift, idx
 from imgclf.steps.validate import split_statistics
 
 

@@ -105,8 +105,8 @@ def main() -> None:
     import jax
     import keras
 
-    from imgclf import datasets
-    from imgclf.model import HyperParams
+    from imgclf.data import datasets
+    from imgclf.model.network import HyperParams
     from imgclf.steps import train as train_step
 
     if keras.backend.backend() != "jax":

@@ -41,7 +41,8 @@ def main() -> None:
     parser.add_argument("--folds", type=int)
     args = parser.parse_args()
 
-    from imgclf import datasets, settings
+    from imgclf import settings
+    from imgclf.data import datasets
     from imgclf.steps.ingest import ingest
     from imgclf.steps.label_audit import inject_label_flips, label_audit
 

@@ -42,8 +42,9 @@ def main() -> None:
     args = parser.parse_args()
     from scipy import ndimage
 
-    from imgclf import datasets, settings
-    from imgclf.model import HyperParams
+    from imgclf import settings
+    from imgclf.data import datasets
+    from imgclf.model.network import HyperParams
     from imgclf.steps.evaluate import evaluate
     from imgclf.steps.ingest import ingest
     from imgclf.steps.label_audit import inject_label_flips, label_audit

@@ -6,7 +6,7 @@ What the seed note does: KerasTuner BayesianOptimization with a custom
 `Tuner.run_trial` so that batch size (16 or 32) is tuned, every trial fitting
 for the full epoch budget on the whole train split (numpy arrays, validation on
 the eval split each epoch). The other parameters span the same ranges as
-src/imgclf/search_space.yaml. Prints one JSON line: wall seconds of the search
+src/imgclf/model/search_space.yaml. Prints one JSON line: wall seconds of the search
 (from before the first trial to after the last), best val_accuracy, its
 hyperparameters and the number of trials.
 """

@@ -1,6 +1,6 @@
 """Benchmark the local TF-Serving-compatible server against the in-process SavedModel, in one run.
 
-    python bench/serve_bench.py --push-base runs/serving          (starts `imgclf.serve` on a free port)
+    python bench/serve_bench.py --push-base runs/serving          (starts `imgclf.serving.server` on a free port)
     python bench/serve_bench.py --url http://localhost:8501        (an already running `make serve`)
 
 Prints single-image p50/p99 latency and batch-64 images/s for: the SavedModel's
@@ -28,8 +28,9 @@ from urllib.parse import urlparse
 import numpy as np
 import orjson
 
-from imgclf import settings, versions
-from imgclf.predict_client import load_test_image
+from imgclf import settings
+from imgclf.data import versions
+from imgclf.serving.client import load_test_image
 
 
 def timed(fn, n: int) -> np.ndarray:
@@ -53,7 +54,7 @@ def start_server(push_base: str) -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "imgclf.serve", "--push-base", push_base, "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "imgclf.serving.server", "--push-base", push_base, "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
@@ -81,7 +82,7 @@ def main() -> None:
 
     import tensorflow as tf
 
-    from imgclf.serve_payload import format_response, parse_request
+    from imgclf.serving.payload import format_response, parse_request
 
     latest = versions.latest_servable(versions.model_base(args.push_base, settings.MODEL_NAME))
     if latest is None:

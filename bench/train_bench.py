@@ -27,8 +27,8 @@ def main() -> None:
     import keras
     import tensorflow as tf
 
-    from imgclf import datasets
-    from imgclf.model import HyperParams, build_model
+    from imgclf.data import datasets
+    from imgclf.model.network import HyperParams, build_model
 
     x, y = datasets.load_split(args.dataset, "train")
     x, y = x[: args.examples, :, :, None], y[: args.examples]

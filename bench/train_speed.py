@@ -49,8 +49,9 @@ def main() -> None:
 
     import keras
 
-    from imgclf import datasets, input_pipeline
-    from imgclf.model import HyperParams, build_model
+    from imgclf.data import datasets
+    from imgclf.model import input_pipeline
+    from imgclf.model.network import HyperParams, build_model
     from imgclf.steps import train as train_step
 
     x, y = datasets.load_split(args.dataset, "train")

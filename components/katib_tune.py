@@ -1,4 +1,4 @@
-"""KFP component: run the generated Katib Experiment and return its best hyperparameters (imgclf.katib_client)."""
+"""KFP component: run the generated Katib Experiment and return its best hyperparameters (imgclf.katib.client)."""
 
 from kfp import dsl
 from kfp.dsl import Artifact, Metrics, Output
@@ -26,8 +26,8 @@ def katib_tune_op(dataset_path: str, namespace: str, data_pvc: str, algorithm: s
     import shutil
     import tempfile
 
-    from imgclf import katib_client
-    from imgclf.katib_experiment import ExperimentOptions
+    from imgclf.katib import client as katib_client
+    from imgclf.katib.experiment import ExperimentOptions
 
     namespace = katib_client.experiment_namespace(namespace, data_pvc)
     opts = ExperimentOptions(gpu=gpu, data_pvc=data_pvc, algorithm=algorithm or None, max_trials=max_trials or None,

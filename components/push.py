@@ -24,7 +24,7 @@ def push_op(model: Input[Model], evaluation: Input[Artifact], push_base: str, mo
 
     result = push(model.path, os.path.join(evaluation.path, "blessing.json"), push_base, model_name)
     if rollout_inferenceservice:
-        from imgclf import kserve_rollout
+        from imgclf.steps import rollout as kserve_rollout
 
         print(kserve_rollout.roll_after_push(rollout_inferenceservice, result), flush=True)
     pushed.metadata.update(result)

@@ -2,7 +2,7 @@
 
 Usage: python -m pipelines.compile [--output-dir DIR]
 Re-running gives byte-identical files (kfp's compiler output holds no
-timestamps; tests/test_pipeline.py checks it and that the committed files are current).
+timestamps; tests/pipelines/test_pipeline.py checks it and that the committed files are current).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import yaml
 from kfp import compiler
 
 from imgclf import settings
-from imgclf.kfp_compat import without_default_secret_optional
+from imgclf.kfp_client.compat import without_default_secret_optional
 from pipelines.training_pipeline import build_pipeline
 
 VARIANTS = {settings.PIPELINE_YAML.name: False, settings.PIPELINE_GPU_YAML.name: True}
@@ -40,7 +40,7 @@ def compile_all(output_dir: Path = settings.PIPELINE_DIR) -> list[Path]:
 
 
 def _for_min_backend(path: Path) -> None:
-    """Rewrite a compiled file so the minimum backend (imgclf.kfp_compat.MIN_BACKEND) accepts it, written the
+    """Rewrite a compiled file so the minimum backend (imgclf.kfp_client.compat.MIN_BACKEND) accepts it, written the
     way kfp writes it (its header comments, then yaml.dump_all with sorted keys)."""
     text = path.read_text()
     lines = text.splitlines(keepends=True)

@@ -19,9 +19,11 @@ import time
 import warnings
 from pathlib import Path
 
-from imgclf import kfp_params, settings, versions
+from imgclf import settings
+from imgclf.data import versions
+from imgclf.kfp_client import params as kfp_params
 from imgclf.errors import STEP_ERROR_FILE_ENV, UserError, run_cli
-from imgclf.kfp_spec_check import load_pipeline_docs
+from imgclf.kfp_client.spec_check import load_pipeline_docs
 
 PIPELINE_ROOT = settings.LOCAL_RUNS_DIR / "local_outputs"
 LOCAL_TUNERS = tuple(t for t in settings.TUNERS if t != "katib")
@@ -43,11 +45,11 @@ def run_local(params: dict, pipeline_root: Path = PIPELINE_ROOT, runner=None, wa
 
     runner: a kfp.local runner (default SubprocessRunner in this venv; pipelines.container_runner
     passes a DockerRunner). warm: fork the subprocess runner's steps from one process that imported
-    TensorFlow once (imgclf.warm_steps; --cold-steps turns it off)."""
+    TensorFlow once (pipelines.warm_steps; --cold-steps turns it off)."""
     from kfp import local
 
-    from imgclf.warm_steps import warm_steps
     from pipelines import platform
+    from pipelines.warm_steps import warm_steps
     from pipelines.training_pipeline import build_pipeline
 
     # Steps inherit this environment: keep TensorFlow's C++ start-up chatter out of the step logs.

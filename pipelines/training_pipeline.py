@@ -64,7 +64,7 @@ def build_pipeline(gpu: bool = False):
         model_name: str = settings.MODEL_NAME,
         rollout_inferenceservice: str = "",
     ):
-        # No set_display_name and no condition names: both need KFP backend >= 2.14 (imgclf.kfp_compat).
+        # No set_display_name and no condition names: both need KFP backend >= 2.14 (imgclf.kfp_client.compat).
         def step(task, name):
             return apply_platform(task, name, gpu=gpu)
 

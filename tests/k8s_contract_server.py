@@ -1,4 +1,4 @@
-"""A local HTTP server speaking the subset of the Kubernetes REST API that imgclf.katib_client uses.
+"""A local HTTP server speaking the subset of the Kubernetes REST API that imgclf.katib.client uses.
 
     POST /apis/kubeflow.org/v1beta1/namespaces/{ns}/experiments          create (201; 409 if it exists)
     GET  /apis/kubeflow.org/v1beta1/namespaces/{ns}/experiments/{name}   read (404 Status if missing)

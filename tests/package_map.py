@@ -56,7 +56,7 @@ def package_graph() -> tuple[dict[str, list[str]], set[tuple[str, str]]]:
 
 def mermaid() -> str:
     members, edges = package_graph()
-    order = ["pipelines", "components", "serving", "katib", "kfp_client", "deploy", "steps", "model", "data", "core"]
+    order = ["pipelines", "components", "serving", "katib", "kfp_client", "deploy", "steps", "reports", "model", "data", "core"]
     groups = sorted(set(members) | {g for e in edges for g in e}, key=lambda g: (order.index(g) if g in order else 99, g))
     lines = ["```mermaid", "flowchart TD"]
     for g in groups:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from imgclf import versions
+from imgclf.data import versions
 from imgclf.errors import run_cli
 from imgclf.steps import push
 

@@ -73,7 +73,7 @@ def make_venv(version: str, venv: Path) -> Path:
 
 def tiny_model(work: Path) -> Path:
     """Train 1 epoch on 2,000 real Fashion-MNIST images and export (the real train step)."""
-    from imgclf.model import HyperParams
+    from imgclf.model.network import HyperParams
     from imgclf.steps.ingest import ingest
     from imgclf.steps.train import train
 
@@ -87,7 +87,7 @@ def saved_model_dir(model: Path) -> Path:
 
 
 def test_images(count: int = 64) -> np.ndarray:
-    from imgclf import idx
+    from imgclf.data import idx
 
     images, _ = idx.load_idx_pair(settings.DEFAULT_DATA_URI, settings.IDX_SOURCES["test"],
                                   (settings.IMAGE_HEIGHT, settings.IMAGE_WIDTH))

@@ -22,8 +22,8 @@ from tests.conftest import S3_TEST_BUCKET
 ROOT = Path(__file__).resolve().parents[1]
 # Tools that write (or read) the checkout's own files: outside it they say so in one line.
 CHECKOUT_ONLY = {"imgclf-katib": ["imgclf-katib"], "imgclf-submit": ["imgclf-submit", "--host", "http://127.0.0.1:9"],
-                 "manifests": ["python", "-m", "imgclf.manifests"],
-                 "check-manifests": ["python", "-m", "imgclf.manifest_checks"]}
+                 "manifests": ["python", "-m", "imgclf.deploy.manifests"],
+                 "check-manifests": ["python", "-m", "imgclf.deploy.manifest_checks"]}
 
 
 def _run(cmd: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:

@@ -146,7 +146,7 @@ class ValidateDefaults:
     # of the uniform share (1/num_classes).
     min_class_share_ratio: float = 0.2
     # Drift between splits (each split vs train, and vs a reference run's same split): one threshold
-    # per distance of imgclf.drift.CHECKS, calibrated by bench/drift_calibration.py: about 1.3x the
+    # per distance of imgclf.data.drift.CHECKS, calibrated by bench/drift_calibration.py: about 1.3x the
     # largest distance seen between two random samples of Fashion-MNIST of 1,600 and 400 images
     # (effective size 1600*400/2000 = 320) over 2,000 resamples. Sampling noise shrinks as
     # 1/sqrt(size), so a comparison of effective size n uses threshold * sqrt(320 / n), kept within

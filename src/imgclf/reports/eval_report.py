@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from imgclf import drift, settings
+from imgclf import settings
+from imgclf.data import drift
 from imgclf.reports.html import esc, figure_png, page, pyplot, table, thumbnail
 
 
@@ -172,7 +173,7 @@ def model_card(*, model_name: str, metrics: dict, analysis: dict, blessing: dict
     lines += ["", "## Thresholds used", "",
               f"- Blessing: accuracy >= {blessing['accuracy_threshold']} and not worse than the pushed model by more "
               f"than {blessing['change_tolerance']}.",
-              "- Data validation (drift vs train, imgclf.drift): "
+              "- Data validation (drift vs train, imgclf.data.drift): "
               + ", ".join(f"{k} <= {getattr(v, 'max_' + k)}" for k in drift.CHECKS)
               + f" (for effective size {v.drift_calibration_size}; scaled by sqrt({v.drift_calibration_size} / "
                 f"effective size) within {v.drift_min_scale}x..{v.drift_max_scale}x).",

@@ -12,7 +12,8 @@ import json
 
 import numpy as np
 
-from imgclf import drift, settings
+from imgclf import settings
+from imgclf.data import drift
 from imgclf.reports.html import esc, figure_png, page, pyplot, table, thumbnail
 
 COLORS = {"train": "#1f77b4", "eval": "#ff7f0e", "test": "#2ca02c"}

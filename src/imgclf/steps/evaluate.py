@@ -3,7 +3,7 @@
 Metrics: accuracy, loss (mean cross-entropy), per-class precision / recall / F1,
 confusion matrix (rows = true class, columns = predicted), calibration (ECE and
 the reliability diagram's bins), accuracy per class / brightness band / contrast
-band, and the worst confusions (imgclf.eval_analysis). Blessing, as TFX's
+band, and the worst confusions (imgclf.model.evaluation). Blessing, as TFX's
 Evaluator does it: accuracy >= a value threshold AND, when a model is already
 pushed under `<base>/<model>/`, accuracy not worse than that model's accuracy on
 the same test split by more than a change tolerance. The pushed model is scored
@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from imgclf import datasets, settings, storage, versions
+from imgclf import settings
+from imgclf.data import datasets, storage, versions
 from imgclf.errors import UserError, run_cli
 
 BATCH = 1000
@@ -33,7 +34,7 @@ MODEL_CARD = "model_card.md"  # next to blessing.json; push copies it into the p
 
 def predict_probabilities(saved_model_dir: str | Path, images: np.ndarray) -> np.ndarray:
     """Class probabilities [N, classes] from an exported SavedModel, in batches."""
-    from imgclf.export import load_serving_fn
+    from imgclf.model.export import load_serving_fn
 
     if not (Path(saved_model_dir) / versions.SAVED_MODEL_PB).is_file():
         raise UserError(f"{saved_model_dir}: no {versions.SAVED_MODEL_PB} (not an exported SavedModel)")
@@ -104,7 +105,7 @@ def score_pushed_model(push_base: str, model_name: str, images: np.ndarray, labe
     finally:
         if tmp is not None:
             tmp.cleanup()
-    from imgclf import eval_analysis
+    from imgclf.model import evaluation as eval_analysis
 
     analysis = eval_analysis.analyse(images, probs, labels.astype(np.int64))
     out = {"version": version, "uri": uri, "accuracy": scored["accuracy"], "loss": scored["loss"],
@@ -119,7 +120,7 @@ def evaluate(dataset_dir: str, model_dir: str, output_dir: str, push_base: str =
              model_name: str = settings.MODEL_NAME, accuracy_threshold: float = settings.EVALUATE.accuracy_threshold,
              change_tolerance: float = settings.EVALUATE.change_tolerance) -> dict:
     """Evaluate model_dir/saved_model on the test split; write evaluation.json and blessing.json to output_dir."""
-    from imgclf import eval_analysis
+    from imgclf.model import evaluation as eval_analysis
     from imgclf.reports.eval_report import model_card, render_report
 
     storage.check_new_output(output_dir)

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from imgclf import datasets, settings, storage
+from imgclf import settings
+from imgclf.data import datasets, storage
 from imgclf.errors import UserError, run_cli
 
 H, W = settings.IMAGE_HEIGHT, settings.IMAGE_WIDTH
@@ -121,7 +122,7 @@ def export_tflite(model_dir: str, dataset_dir: str, output_dir: str, representat
     output_dir must not exist or be empty; everything is written to a temp directory
     beside it and renamed into place only when every conversion and score succeeded.
     """
-    from imgclf.export import load_serving_fn
+    from imgclf.model.export import load_serving_fn
 
     check_inputs(model_dir, dataset_dir)
     if representative_examples < 1:

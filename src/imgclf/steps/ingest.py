@@ -3,7 +3,7 @@
 The source directory holds train-{images,labels} and t10k-{images,labels}
 IDX files (gzipped or raw). The training file is split into train/eval by a
 seeded permutation; t10k becomes the test split. Output: the imgclf-npz-v1
-directory described in imgclf.datasets.
+directory described in imgclf.data.datasets.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import hashlib
 
 import numpy as np
 
-from imgclf import datasets, idx, settings, storage
+from imgclf import settings
+from imgclf.data import datasets, idx, storage
 from imgclf.errors import UserError, run_cli
 
 

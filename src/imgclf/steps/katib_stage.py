@@ -10,7 +10,8 @@ import argparse
 import shutil
 from pathlib import Path
 
-from imgclf import datasets, settings, storage
+from imgclf import settings
+from imgclf.data import datasets, storage
 from imgclf.errors import UserError, run_cli
 
 

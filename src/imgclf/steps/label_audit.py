@@ -1,6 +1,6 @@
 """Label audit: find likely mislabelled training examples with confident learning (cleanlab).
 
-Out-of-fold predicted probabilities come from the seed CNN (imgclf.model, the
+Out-of-fold predicted probabilities come from the seed CNN (imgclf.model.network, the
 model the pipeline trains) fitted k times for a few epochs, each time on the
 other folds, so every example is scored by a model that never saw its label.
 cleanlab then estimates the noise rate (`num_label_issues`) and lists label
@@ -29,7 +29,8 @@ import time
 
 import numpy as np
 
-from imgclf import datasets, settings, storage
+from imgclf import settings
+from imgclf.data import datasets, storage
 from imgclf.errors import UserError, run_cli
 
 A = settings.VALIDATE
@@ -58,8 +59,8 @@ def out_of_fold_probabilities(images: np.ndarray, labels: np.ndarray, folds: int
     import keras
     from sklearn.model_selection import StratifiedKFold
 
-    from imgclf import input_pipeline
-    from imgclf.model import HyperParams, build_model
+    from imgclf.model import input_pipeline
+    from imgclf.model.network import HyperParams, build_model
 
     hp = HyperParams(epochs=epochs)
     probs = np.zeros((len(labels), settings.NUM_CLASSES), dtype=np.float32)

@@ -32,7 +32,8 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-from imgclf import settings, storage, versions
+from imgclf import settings
+from imgclf.data import storage, versions
 from imgclf.errors import UserError, run_cli
 
 MAX_CLAIM_TRIES = 20
@@ -187,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"version {result['version']} at {result['uri']} already holds this model; nothing pushed")
     if args.rollout_inferenceservice:
-        from imgclf import kserve_rollout
+        from imgclf.steps import rollout as kserve_rollout
 
         print(kserve_rollout.roll_after_push(args.rollout_inferenceservice, result))
     return 0

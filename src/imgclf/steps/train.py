@@ -1,7 +1,7 @@
 """Train: fit the CNN on a Dataset's train split, validate on eval, export a SavedModel.
 
 Output model directory:
-    saved_model/          TF SavedModel with the serving signatures (imgclf.export)
+    saved_model/          TF SavedModel with the serving signatures (imgclf.model.export)
     model.keras           the Keras model (TFLite conversion, fine-tuning)
     hyperparameters.json  what was trained
     history.json          per-epoch loss/accuracy on train and eval
@@ -20,9 +20,11 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
-from imgclf import datasets, input_pipeline, settings, storage
+from imgclf import settings
+from imgclf.data import datasets, storage
+from imgclf.model import input_pipeline
 from imgclf.errors import UserError, run_cli
-from imgclf.model import HyperParams, build_model
+from imgclf.model.network import HyperParams, build_model
 
 
 def _epoch_printer(fmt: str):
@@ -123,7 +125,7 @@ def fit(hp: HyperParams, train_xy, eval_xy, seed: int, tensorboard_dir: str | No
 def train(dataset_dir: str, model_dir: str, hp: HyperParams = HyperParams(), seed: int = settings.TRAIN.seed,
           tensorboard_dir: str | None = None, metrics_format: str = "progress") -> dict:
     """Train on dataset_dir and write the model directory atomically. Returns a summary dict."""
-    from imgclf.export import export_saved_model
+    from imgclf.model.export import export_saved_model
 
     storage.check_new_output(model_dir)  # before spending the training time
     meta = datasets.read_metadata(dataset_dir)

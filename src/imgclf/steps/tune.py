@@ -6,7 +6,7 @@ Output directory:
     trials.md                  every trial as a Markdown table (KFP's Markdown viewer)
     tuner/                     KerasTuner state; re-running on the same output resumes the search
 
-`halving` (imgclf.halving: successive halving, proxy trials on subsets) runs without
+`halving` (imgclf.steps.halving: successive halving, proxy trials on subsets) runs without
 KerasTuner state: it takes about a tenth of a full search's time, so it does not resume.
 Batch size is tuned by overriding `HyperModel.fit` (KerasTuner's documented way), not
 `Tuner.run_trial`: the stock Bayesian, Random and Hyperband tuners keep their own
@@ -25,10 +25,12 @@ import time
 import warnings
 from pathlib import Path
 
-from imgclf import datasets, input_pipeline, search_space, settings
-from imgclf.storage import atomic_write_text
+from imgclf import settings
+from imgclf.data import datasets
+from imgclf.model import input_pipeline, search_space
+from imgclf.data.storage import atomic_write_text
 from imgclf.errors import UserError, run_cli
-from imgclf.search_space import SearchSpace
+from imgclf.model.search_space import SearchSpace
 
 PROJECT_NAME = "tuner"  # KerasTuner's state lives in <output_dir>/tuner
 FINGERPRINT_FILE = "imgclf-search.json"
@@ -57,7 +59,7 @@ def _hypermodel(space: SearchSpace, epochs: int, seed: int):
     import keras
     import keras_tuner as kt
 
-    from imgclf.model import build_model
+    from imgclf.model.network import build_model
 
     class CnnHyperModel(kt.HyperModel):
         def build(self, hp):
@@ -122,7 +124,7 @@ def _start_from_baseline(oracle, space: SearchSpace) -> None:
     The search then reports the baseline beside its proposals, and its best can only match or beat it
     on the eval split. Hyperband is left alone: its brackets choose their own first trials.
     """
-    from imgclf.model import HyperParams
+    from imgclf.model.network import HyperParams
 
     baseline = {p.name: getattr(HyperParams(), p.name) for p in space.parameters}
     if not all(p.contains(baseline[p.name]) for p in space.parameters):
@@ -187,7 +189,7 @@ def tune(dataset_dir: str, output_dir: str, space: SearchSpace | str | None = No
     the missing ones run (a trial cut off mid-way runs again). Returns the metrics dict (also in metrics.json)
     with `best_hyperparameters` added.
     """
-    from imgclf.tuning_report import trials_markdown
+    from imgclf.steps.tuning_report import trials_markdown
 
     space = space if isinstance(space, SearchSpace) else search_space.load(space)
     algorithm = algorithm or space.algorithm
@@ -244,7 +246,7 @@ def tune(dataset_dir: str, output_dir: str, space: SearchSpace | str | None = No
 
 def _tune_halving(space: SearchSpace, dataset_dir: str, out: Path, max_trials: int, epochs: int, seed: int,
                   log) -> dict:
-    from imgclf import halving
+    from imgclf.steps import halving
 
     train_xy = datasets.load_split(dataset_dir, "train")
     eval_xy = datasets.load_split(dataset_dir, "eval")
@@ -272,7 +274,7 @@ def _tune_halving(space: SearchSpace, dataset_dir: str, out: Path, max_trials: i
 
 def final_retrain(dataset_dir: str, hp_values: dict, seed: int) -> dict:
     """Train the best hyperparameters on the whole train split (what the train step does); val accuracy and seconds."""
-    from imgclf.model import HyperParams
+    from imgclf.model.network import HyperParams
     from imgclf.steps.train import fit
 
     start = time.perf_counter()

@@ -3,7 +3,7 @@ StatisticsGen + SchemaGen (or ImportSchemaGen) + ExampleValidator.
 
 Writes to the output directory:
     statistics.json  per split: count, pixel mean/std/min/max, label counts and shares, and a
-                     distribution profile (imgclf.drift: pixel histogram, mean images per class,
+                     distribution profile (imgclf.data.drift: pixel histogram, mean images per class,
                      row/column ink profiles, histograms of per-image brightness/contrast/edges)
     schema.json      image shape, dtype, pixel range, label set, required splits
                      (inferred from the train split, or the imported --schema)
@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from imgclf import datasets, drift, settings, storage
+from imgclf import settings
+from imgclf.data import datasets, drift, storage
 from imgclf.errors import UserError, run_cli
 
 SCHEMA_VERSION = 1
@@ -206,7 +207,7 @@ def validate(dataset_dir: str, output_dir: str, schema_path: str | None = None, 
     """Compute statistics, infer or import the schema, check anomalies and drift; write the five outputs.
 
     reference_statistics: an earlier run's statistics.json; each split is also checked for
-    drift against the same split there (every check of imgclf.drift), like TFX's drift comparator.
+    drift against the same split there (every check of imgclf.data.drift), like TFX's drift comparator.
 
     Raises UserError naming the first anomaly when fail_on_anomalies and any are found
     (the outputs are written first, so the report is there to read).

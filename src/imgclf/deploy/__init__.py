@@ -1,0 +1,1 @@
+"""Edge: serving manifests, their offline checks, and container image builds."""

@@ -1,0 +1,1 @@
+"""Edge: Katib Experiment generation, the admission-webhook rules, and the Kubernetes calls."""

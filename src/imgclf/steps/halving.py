@@ -1,0 +1,134 @@
+"""Successive halving over the search space: cheap proxy trials on a subset, the best third promoted.
+
+The multi-fidelity search behind `imgclf-tune --algorithm halving` (the space's default for
+KerasTuner). With max_trials configurations:
+  rung 1  every configuration trains 1 epoch on a seeded quarter of the train split and is
+          scored on a seeded quarter of the eval split;
+  rung 2  the best ceil(max_trials / 3) continue from their rung-1 weights for 1 epoch on a
+          seeded half of the train split and are scored on the whole eval split.
+The best of rung 2 is the answer; training it for the full `epochs` on the whole split is the
+train step's job (counted apart). Configuration 1 is the untuned defaults (when they lie in the
+space), the others are drawn at random from the space with the seed: random draws are what
+successive halving is built on, and each costs one proxy epoch, so ten of them cost less than
+two full trials. A hopeless configuration stops after its first proxy epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from imgclf.model import input_pipeline
+from imgclf.model.search_space import SearchSpace
+
+ETA = 3  # the best 1/ETA of each rung is promoted
+RUNGS = ((0.25, 0.25), (0.5, 1.0))  # (train fraction, eval fraction) of rung 1 and rung 2, 1 epoch each
+
+
+def sample_configurations(space: SearchSpace, count: int, seed: int) -> list[dict]:
+    """count configurations: the defaults first (when in the space), then seeded random draws, no duplicates."""
+    from imgclf.model.network import HyperParams
+
+    rng = np.random.default_rng(seed)
+    configs: list[dict] = []
+    baseline = {p.name: getattr(HyperParams(), p.name) for p in space.parameters}
+    if all(p.contains(baseline[p.name]) for p in space.parameters):
+        configs.append(baseline)
+    attempts = 0
+    while len(configs) < count and attempts < 100 * count:
+        attempts += 1
+        values = {p.name: _draw(p, rng) for p in space.parameters}
+        if values not in configs:
+            configs.append(values)
+    return configs
+
+
+def _draw(p, rng):
+    if p.type == "choice":
+        return p.values[int(rng.integers(len(p.values)))]
+    if p.step is not None:
+        grid = p.grid()
+        return grid[int(rng.integers(len(grid)))]
+    if p.scale == "log":
+        return float(math.exp(rng.uniform(math.log(p.min), math.log(p.max))))
+    return float(rng.uniform(p.min, p.max))
+
+
+def _subset(n: int, fraction: float, seed: int) -> np.ndarray:
+    if fraction >= 1.0:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=max(1, int(n * fraction)), replace=False))
+
+
+def search(space: SearchSpace, train_xy, eval_xy, max_trials: int, seed: int, log=print) -> dict:
+    """Run the two rungs; returns {"best": values, "best_score", "trials": [...], "seconds"}.
+
+    Each trial row: {"trial", "values", "scores": [rung-1 score, rung-2 score or None], "seconds"}.
+    """
+    import keras
+
+    from imgclf.model.network import build_model
+    from imgclf.steps.train import STEPS_PER_EXECUTION
+
+    metric = space.objective.metric
+    sign = 1.0 if space.objective.direction == "maximize" else -1.0
+    x, y = train_xy
+    start = time.perf_counter()
+    trials = [{"trial": i + 1, "values": v, "scores": [], "seconds": 0.0}
+              for i, v in enumerate(sample_configurations(space, max_trials, seed))]
+    models = {}
+    alive = trials
+    for rung, (train_fraction, eval_fraction) in enumerate(RUNGS):
+        rows = _subset(len(y), train_fraction, seed + rung)
+        eval_rows = _subset(len(eval_xy[1]), eval_fraction, seed + 100 + rung)
+        validation = input_pipeline.eval_batches(eval_xy[0][eval_rows], eval_xy[1][eval_rows])
+        for t in alive:
+            t0 = time.perf_counter()
+            hp = space.to_hyperparams(t["values"])
+            if rung == 0:
+                keras.utils.set_random_seed(seed)
+                models[t["trial"]] = build_model(hp, steps_per_execution=STEPS_PER_EXECUTION)
+            model = models[t["trial"]]
+            history = model.fit(input_pipeline.train_batches(x[rows], y[rows], hp.batch_size, seed + rung),
+                                validation_data=validation, epochs=rung + 1, initial_epoch=rung,
+                                shuffle=False, verbose=0)
+            t["scores"].append(float(history.history[metric][-1]))
+            t["seconds"] += time.perf_counter() - t0
+            values = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["values"].items())
+            log(f"rung {rung + 1} trial {t['trial']}/{len(trials)}: {metric}={t['scores'][-1]:.4f} {values} "
+                f"({time.perf_counter() - t0:.1f} s, {len(rows)} images)")
+        if rung + 1 < len(RUNGS):
+            keep = math.ceil(len(alive) / ETA)
+            alive = sorted(alive, key=lambda t: -sign * t["scores"][-1])[:keep]
+            for t in trials:
+                if t not in alive:
+                    models.pop(t["trial"], None)  # free the stopped configurations
+    best = max(alive, key=lambda t: sign * t["scores"][-1])
+    for t in trials:
+        t["scores"] += [None] * (len(RUNGS) - len(t["scores"]))
+    return {"best": best["values"], "best_trial": best["trial"], "best_score": best["scores"][-1],
+            "trials": trials, "seconds": round(time.perf_counter() - start, 1)}
+
+
+def markdown(space: SearchSpace, result: dict, metrics: dict) -> str:
+    """The trials as a Markdown table (KFP's Markdown viewer): rung scores, seconds, values; best marked."""
+    metric = space.objective.metric
+    names = [p.name for p in space.parameters]
+    lines = [f"# Hyperparameter search: successive halving ({len(RUNGS)} rungs, best 1/{ETA} promoted)", "",
+             f"Best {metric}: **{result['best_score']:.4f}** (trial {result['best_trial']}); "
+             f"{metrics['trials_total']} configurations in {metrics['seconds']:.0f} s. Rung 1: 1 epoch on "
+             f"{RUNGS[0][0]:.0%} of the train split; rung 2: 1 more epoch on {RUNGS[1][0]:.0%}.", "",
+             f"| trial | rung 1 {metric} | rung 2 {metric} | seconds | " + " | ".join(names) + " |",
+             "|" + "---|" * (4 + len(names))]
+
+    def cell(v):
+        return "-" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
+
+    ordered = sorted(result["trials"], key=lambda t: [-(s if s is not None else -1) for s in reversed(t["scores"])])
+    for t in ordered:
+        mark = " (best)" if t["trial"] == result["best_trial"] else ""
+        lines.append("| " + " | ".join([f"{t['trial']}{mark}", *(cell(s) for s in t["scores"]), cell(t["seconds"]),
+                                         *(cell(t["values"][n]) for n in names)]) + " |")
+    return "\n".join(lines) + "\n"

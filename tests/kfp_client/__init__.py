@@ -1,0 +1,1 @@
+"""Tests of imgclf.kfp_client."""
