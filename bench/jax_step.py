@@ -106,7 +106,7 @@ def main() -> None:
     import keras
 
     from imgclf.data import datasets
-    from imgclf.model.network import HyperParams
+    from imgclf.model.hyperparams import HyperParams
     from imgclf.steps import train as train_step
 
     if keras.backend.backend() != "jax":

@@ -58,7 +58,7 @@ def main() -> None:
     datasets.write_dataset(out / "noisy", splits, {"source": meta.get("source", {})})
     extra = {k: v for k, v in (("epochs", args.epochs), ("folds", args.folds)) if v}
     start, cpu0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
-    summary = label_audit(str(out / "noisy"), str(out / "audit"), max_examples=0, seed=settings.TRAIN.seed,
+    summary = label_audit(str(out / "noisy"), str(out / "audit"), max_examples=0, seed=settings.SEED,
                           log=print, **extra)
     wall, cpu1 = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF)
     cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)

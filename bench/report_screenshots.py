@@ -44,7 +44,7 @@ def main() -> None:
 
     from imgclf import settings
     from imgclf.data import datasets
-    from imgclf.model.network import HyperParams
+    from imgclf.model.hyperparams import HyperParams
     from imgclf.steps.evaluate import evaluate
     from imgclf.steps.ingest import ingest
     from imgclf.steps.label_audit import inject_label_flips, label_audit

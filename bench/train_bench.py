@@ -28,7 +28,8 @@ def main() -> None:
     import tensorflow as tf
 
     from imgclf.data import datasets
-    from imgclf.model.network import HyperParams, build_model
+    from imgclf.model.hyperparams import HyperParams
+    from imgclf.model.network import build_model
 
     x, y = datasets.load_split(args.dataset, "train")
     x, y = x[: args.examples, :, :, None], y[: args.examples]

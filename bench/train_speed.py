@@ -51,7 +51,8 @@ def main() -> None:
 
     from imgclf.data import datasets
     from imgclf.model import input_pipeline
-    from imgclf.model.network import HyperParams, build_model
+    from imgclf.model.hyperparams import HyperParams
+    from imgclf.model.network import build_model
     from imgclf.steps import train as train_step
 
     x, y = datasets.load_split(args.dataset, "train")

@@ -20,7 +20,7 @@ def default_hyperparameters_op(conv1_filters: int, conv2_filters: int, kernel_si
 
     import json
 
-    from imgclf.model.network import HyperParams
+    from imgclf.model.hyperparams import HyperParams
 
     hp = HyperParams(conv1_filters=conv1_filters, conv2_filters=conv2_filters, kernel_size=kernel_size,
                      dense_units=dense_units, dropout=dropout, learning_rate=learning_rate, batch_size=batch_size)

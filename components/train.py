@@ -19,7 +19,7 @@ def train_op(dataset: Input[Dataset], hyperparameters: str, epochs: int, seed: i
 
     import json
 
-    from imgclf.model.network import HyperParams
+    from imgclf.model.hyperparams import HyperParams
     from imgclf.steps.train import train
 
     values = json.loads(hyperparameters)

@@ -21,9 +21,10 @@ from pathlib import Path
 
 from imgclf import settings
 from imgclf.data import versions
-from imgclf.kfp_client import params as kfp_params
 from imgclf.errors import STEP_ERROR_FILE_ENV, UserError, run_cli
+from imgclf.kfp_client import params as kfp_params
 from imgclf.kfp_client.spec_check import load_pipeline_docs
+from imgclf.model.hyperparams import HyperParams
 
 PIPELINE_ROOT = settings.LOCAL_RUNS_DIR / "local_outputs"
 LOCAL_TUNERS = tuple(t for t in settings.TUNERS if t != "katib")
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None, run=None) -> int:
     declared = kfp_params.declared_parameters(spec)
     parser = argparse.ArgumentParser(prog="python -m pipelines.local_runner", description=__doc__.splitlines()[0])
     # Precedence: local defaults < --params-file < the flags below < --param.
-    defaults = {"data_uri": settings.DEFAULT_DATA_URI, "epochs": settings.TRAIN.epochs,
+    defaults = {"data_uri": settings.DEFAULT_DATA_URI, "epochs": HyperParams().epochs,
                 "push_base": settings.DEFAULT_PUSH_BASE, "model_name": settings.MODEL_NAME, "tuner": "none"}
     parser.add_argument("--data-uri", help=f"default {defaults['data_uri']}")
     parser.add_argument("--epochs", type=int, help=f"default {defaults['epochs']}")

@@ -24,9 +24,12 @@ from components.train import train_op
 from components.tune import tune_op
 from components.validate import validate_op
 from imgclf import settings
+from imgclf.model.hyperparams import HyperParams
 from pipelines.platform import apply_platform
 
-T, I, V, E = settings.TRAIN, settings.INGEST, settings.VALIDATE, settings.EVALUATE
+# Hyperparameter defaults come from the one HyperParams definition (tests/pipelines/test_pipeline.py checks
+# that every field is a parameter here, with its type and default).
+T, I, V, E = HyperParams(), settings.INGEST, settings.VALIDATE, settings.EVALUATE
 
 
 def build_pipeline(gpu: bool = False):
@@ -37,7 +40,7 @@ def build_pipeline(gpu: bool = False):
     def training_pipeline(
         data_uri: str = settings.DEFAULT_DATA_URI,
         eval_fraction: float = I.eval_fraction,
-        seed: int = T.seed,
+        seed: int = settings.SEED,
         max_train_examples: int = I.max_train_examples,
         max_test_examples: int = I.max_test_examples,
         schema_uri: str = "",

@@ -44,7 +44,7 @@ def small_dataset(tmp_path_factory, fmnist_dir) -> str:
 @pytest.fixture(scope="session")
 def trained_model(tmp_path_factory, small_dataset) -> str:
     """A model directory (saved_model/, model.keras, ...) trained 2 epochs on small_dataset."""
-    from imgclf.model.network import HyperParams
+    from imgclf.model.hyperparams import HyperParams
     from imgclf.steps.train import train
 
     out = tmp_path_factory.mktemp("model") / "model"

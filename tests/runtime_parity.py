@@ -73,7 +73,7 @@ def make_venv(version: str, venv: Path) -> Path:
 
 def tiny_model(work: Path) -> Path:
     """Train 1 epoch on 2,000 real Fashion-MNIST images and export (the real train step)."""
-    from imgclf.model.network import HyperParams
+    from imgclf.model.hyperparams import HyperParams
     from imgclf.steps.ingest import ingest
     from imgclf.steps.train import train
 

@@ -117,25 +117,15 @@ class ServingDefaults:
     run_as_user: int = 1000  # TF Serving images run as root by default; PSS "restricted" needs non-root
 
 
-@dataclass(frozen=True)
-class TrainDefaults:
-    """Default hyperparameters of the classic MNIST CNN (the untuned baseline)."""
-
-    conv1_filters: int = 32
-    conv2_filters: int = 64
-    kernel_size: int = 3
-    dense_units: int = 0  # 0: no hidden dense layer (the classic architecture)
-    dropout: float = 0.5
-    learning_rate: float = 1e-3
-    batch_size: int = 128
-    epochs: int = 3
-    seed: int = 42
+# The seed of every random choice in a run (splits, training, tuning, the label audit's folds). The
+# hyperparameters and their defaults are defined once, in imgclf.model.hyperparams.HyperParams.
+SEED = 42
 
 
 @dataclass(frozen=True)
 class IngestDefaults:
     eval_fraction: float = 0.2
-    seed: int = 42
+    seed: int = SEED
     max_train_examples: int = 0  # 0: all
     max_test_examples: int = 0
 
@@ -244,7 +234,6 @@ def require_checkout(tool: str) -> Path:
     return root
 
 
-TRAIN = TrainDefaults()
 INGEST = IngestDefaults()
 VALIDATE = ValidateDefaults()
 EVALUATE = EvaluateDefaults()

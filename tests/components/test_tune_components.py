@@ -13,7 +13,7 @@ from components.katib_tune import katib_tune_op
 from components.tune import tune_op
 from imgclf import settings
 from imgclf.katib import client as katib_client
-from imgclf.model.network import HyperParams
+from imgclf.model.hyperparams import HyperParams
 from tests.k8s_contract_server import ContractServer
 
 

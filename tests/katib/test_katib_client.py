@@ -10,7 +10,7 @@ from imgclf import settings
 from imgclf.katib import client as katib_client, experiment as katib_experiment
 from imgclf.model import search_space
 from imgclf.errors import UserError
-from imgclf.model.network import HyperParams
+from imgclf.model.hyperparams import HyperParams
 from tests.k8s_contract_server import ContractServer
 
 NS = "kubeflow-user"

@@ -11,7 +11,7 @@ import yaml
 
 from imgclf.model import search_space
 from imgclf.errors import UserError
-from imgclf.model.network import HyperParams
+from imgclf.model.hyperparams import HyperParams
 
 
 def raw_space() -> dict:

@@ -12,6 +12,7 @@ import yaml
 
 from imgclf import settings
 from imgclf.data import versions
+from imgclf.model.hyperparams import HyperParams
 from pipelines import compile as compile_mod
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,12 +30,39 @@ def test_committed_pipeline_yaml_is_current_and_deterministic(tmp_path):
     assert [p.read_bytes() for p in first] == [p.read_bytes() for p in again]
 
 
+def test_hyperparameters_are_defined_once():
+    """The pipeline's parameters and the untuned-branch component take every HyperParams field, with the
+    dataclass's types and defaults: a field added, renamed, retyped or re-defaulted in only one place fails."""
+    import inspect
+    from dataclasses import fields
+
+    from components.hyperparameters import default_hyperparameters_op
+    from imgclf.model.hyperparams import tunable_fields
+    from pipelines.training_pipeline import build_pipeline
+
+    pipeline_params = inspect.signature(build_pipeline(gpu=False).pipeline_func).parameters
+    for f in fields(HyperParams):
+        assert f.name in pipeline_params, f"pipeline parameter {f.name} missing"
+        assert pipeline_params[f.name].annotation.__name__ == f.type
+        assert pipeline_params[f.name].default == f.default
+    step_params = inspect.signature(default_hyperparameters_op.python_func).parameters
+    assert tuple(step_params) == tunable_fields()
+    assert all(step_params[n].annotation.__name__ == HyperParams.__dataclass_fields__[n].type for n in step_params)
+    import argparse
+
+    from imgclf.steps.train import add_hyperparameter_flags  # imgclf-train's flags come from the same fields
+
+    parser = argparse.ArgumentParser()
+    add_hyperparameter_flags(parser)
+    assert {f.name for f in fields(HyperParams)} <= {action.dest for action in parser._actions}
+
+
 def test_compiled_yaml_loads_and_has_the_dag():
     from kfp import components
 
     for path in (settings.PIPELINE_YAML, settings.PIPELINE_GPU_YAML):
         component = components.load_component_from_file(str(path))
-        assert component.component_spec.inputs["epochs"].default == settings.TRAIN.epochs
+        assert component.component_spec.inputs["epochs"].default == HyperParams().epochs
         spec = yaml.safe_load(path.read_text().split("\n---\n")[0])
         assert spec["schemaVersion"] == "2.1.0"
         executors = spec["deploymentSpec"]["executors"]

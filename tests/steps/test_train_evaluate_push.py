@@ -12,7 +12,7 @@ from imgclf import settings
 from imgclf.data import datasets
 from imgclf.errors import UserError
 from tests.conftest import assert_self_contained
-from imgclf.model.network import HyperParams
+from imgclf.model.hyperparams import HyperParams
 from imgclf.steps import evaluate as evaluate_step
 from imgclf.steps import push as push_step
 

@@ -13,7 +13,7 @@ import pytest
 from imgclf import settings
 from imgclf.model import search_space
 from imgclf.errors import UserError
-from imgclf.model.network import HyperParams
+from imgclf.model.hyperparams import HyperParams
 from imgclf.steps.ingest import ingest
 from imgclf.steps import tune as tune_step
 from imgclf.steps.tune import tune

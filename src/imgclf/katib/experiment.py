@@ -58,7 +58,7 @@ class ExperimentOptions:
     gpu: bool = False
     data_pvc: str = DEFAULT_DATA_PVC
     dataset_path: str = DEFAULT_DATASET_PATH
-    seed: int = settings.TRAIN.seed
+    seed: int = settings.SEED
     max_trials: int | None = None
     parallel_trials: int | None = None
     epochs: int | None = None  # None: the space's epochs_per_trial

@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from imgclf.errors import UserError
-from imgclf.model.network import HyperParams
+from imgclf.model.hyperparams import HyperParams, tunable_fields
 
 DEFAULT_PATH = Path(__file__).with_name("search_space.yaml")
 PARAMETER_TYPES = ("int", "float", "choice")
@@ -22,7 +22,7 @@ SCALES = ("linear", "log")
 ALGORITHMS = ("bayesian", "random", "hyperband", "halving")
 DIRECTIONS = ("maximize", "minimize")
 # `epochs` is the trial budget (budget.epochs_per_trial), not a tunable parameter.
-TUNABLE_FIELDS = tuple(f.name for f in fields(HyperParams) if f.name != "epochs")
+TUNABLE_FIELDS = tunable_fields()
 _FIELD_TYPES = {f.name: f.type for f in fields(HyperParams)}
 
 

@@ -116,7 +116,7 @@ def check_inputs(model_dir: str | Path, dataset_dir: str | Path) -> None:
 
 
 def export_tflite(model_dir: str, dataset_dir: str, output_dir: str, representative_examples: int = 300,
-                  max_test_examples: int = 0, seed: int = settings.TRAIN.seed) -> dict:
+                  max_test_examples: int = 0, seed: int = settings.SEED) -> dict:
     """Write both TFLite models and the report to output_dir, all or nothing; returns the report dict.
 
     output_dir must not exist or be empty; everything is written to a temp directory

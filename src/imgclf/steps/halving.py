@@ -29,7 +29,7 @@ RUNGS = ((0.25, 0.25), (0.5, 1.0))  # (train fraction, eval fraction) of rung 1 
 
 def sample_configurations(space: SearchSpace, count: int, seed: int) -> list[dict]:
     """count configurations: the defaults first (when in the space), then seeded random draws, no duplicates."""
-    from imgclf.model.network import HyperParams
+    from imgclf.model.hyperparams import HyperParams
 
     rng = np.random.default_rng(seed)
     configs: list[dict] = []

@@ -60,7 +60,8 @@ def out_of_fold_probabilities(images: np.ndarray, labels: np.ndarray, folds: int
     from sklearn.model_selection import StratifiedKFold
 
     from imgclf.model import input_pipeline
-    from imgclf.model.network import HyperParams, build_model
+    from imgclf.model.hyperparams import HyperParams
+    from imgclf.model.network import build_model
 
     hp = HyperParams(epochs=epochs)
     probs = np.zeros((len(labels), settings.NUM_CLASSES), dtype=np.float32)
@@ -105,7 +106,7 @@ def find_suspects(labels: np.ndarray, probs: np.ndarray, max_self_confidence: fl
 
 
 def label_audit(dataset_dir: str, output_dir: str, max_examples: int = A.label_audit_examples,
-                folds: int = A.label_audit_folds, seed: int = settings.TRAIN.seed, cleaned_output: str | None = None,
+                folds: int = A.label_audit_folds, seed: int = settings.SEED, cleaned_output: str | None = None,
                 epochs: int = A.label_audit_epochs, max_self_confidence: float = A.label_audit_max_self_confidence,
                 log=None) -> dict:
     """Audit the train split's labels; write label_issues.json, oof_probabilities.npz and report.html.
@@ -179,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=A.label_audit_epochs, help="training epochs per fold")
     parser.add_argument("--max-self-confidence", type=float, default=A.label_audit_max_self_confidence,
                         help="the confident cut: suspects whose out-of-fold probability of their label is at most this")
-    parser.add_argument("--seed", type=int, default=settings.TRAIN.seed)
+    parser.add_argument("--seed", type=int, default=settings.SEED)
     parser.add_argument("--cleaned-output", help="also write the dataset without the confident cut here")
     args = parser.parse_args(argv)
     s = label_audit(args.dataset, args.output, args.max_examples, args.folds, args.seed, args.cleaned_output,

@@ -24,7 +24,8 @@ from imgclf import settings
 from imgclf.data import datasets, storage
 from imgclf.model import input_pipeline
 from imgclf.errors import UserError, run_cli
-from imgclf.model.network import HyperParams, build_model
+from imgclf.model.hyperparams import HyperParams
+from imgclf.model.network import build_model
 
 
 def _epoch_printer(fmt: str):
@@ -122,7 +123,7 @@ def fit(hp: HyperParams, train_xy, eval_xy, seed: int, tensorboard_dir: str | No
     return model, record
 
 
-def train(dataset_dir: str, model_dir: str, hp: HyperParams = HyperParams(), seed: int = settings.TRAIN.seed,
+def train(dataset_dir: str, model_dir: str, hp: HyperParams = HyperParams(), seed: int = settings.SEED,
           tensorboard_dir: str | None = None, metrics_format: str = "progress") -> dict:
     """Train on dataset_dir and write the model directory atomically. Returns a summary dict."""
     from imgclf.model.export import export_saved_model
@@ -187,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", required=True, help="model directory to create")
     parser.add_argument("--hparams-json", help="JSON file of hyperparameters (flags override it)")
     add_hyperparameter_flags(parser)
-    parser.add_argument("--seed", type=int, default=settings.TRAIN.seed)
+    parser.add_argument("--seed", type=int, default=settings.SEED)
     parser.add_argument("--tensorboard-dir", help="write TensorBoard logs here")
     parser.add_argument("--metrics-format", choices=("progress", "katib"), default="progress",
                         help="katib: print only `name=value` metric lines (Katib StdOut collector)")

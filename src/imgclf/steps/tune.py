@@ -124,7 +124,7 @@ def _start_from_baseline(oracle, space: SearchSpace) -> None:
     The search then reports the baseline beside its proposals, and its best can only match or beat it
     on the eval split. Hyperband is left alone: its brackets choose their own first trials.
     """
-    from imgclf.model.network import HyperParams
+    from imgclf.model.hyperparams import HyperParams
 
     baseline = {p.name: getattr(HyperParams(), p.name) for p in space.parameters}
     if not all(p.contains(baseline[p.name]) for p in space.parameters):
@@ -180,7 +180,7 @@ def _check_resumable(output_dir: Path, fingerprint: dict) -> None:
 
 
 def tune(dataset_dir: str, output_dir: str, space: SearchSpace | str | None = None, algorithm: str | None = None,
-         max_trials: int | None = None, epochs: int | None = None, seed: int = settings.TRAIN.seed,
+         max_trials: int | None = None, epochs: int | None = None, seed: int = settings.SEED,
          log=print) -> dict:
     """Search `space` (default: the packaged search_space.yaml) on dataset_dir; write results into output_dir.
 
@@ -274,7 +274,7 @@ def _tune_halving(space: SearchSpace, dataset_dir: str, out: Path, max_trials: i
 
 def final_retrain(dataset_dir: str, hp_values: dict, seed: int) -> dict:
     """Train the best hyperparameters on the whole train split (what the train step does); val accuracy and seconds."""
-    from imgclf.model.network import HyperParams
+    from imgclf.model.hyperparams import HyperParams
     from imgclf.steps.train import fit
 
     start = time.perf_counter()
@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--algorithm", choices=search_space.ALGORITHMS, help="default: the space's algorithm")
     parser.add_argument("--max-trials", type=int, help="default: the space's budget.max_trials")
     parser.add_argument("--epochs", type=int, help="epochs per trial (default: the space's budget.epochs_per_trial)")
-    parser.add_argument("--seed", type=int, default=settings.TRAIN.seed)
+    parser.add_argument("--seed", type=int, default=settings.SEED)
     parser.add_argument("--final-retrain", action="store_true",
                         help="then train the best hyperparameters on the whole train split for --epochs and add "
                              "final_val_accuracy / final_retrain_seconds to the output (make bench)")
