@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None, run=None) -> int:
     if run:  # pipelines.container_runner passes its own
         summary = run(params)
     else:
-        summary = run_local(params, warm=not args.cold_steps)
+        summary = run_local(params, **({"warm": False} if args.cold_steps else {}))
     print("\n=== imgclf local run ===")
     print(f"wall time      {summary['seconds']} s   (artifacts: {summary['run_dir']})")
     if summary["test_accuracy"] is not None:

@@ -82,7 +82,14 @@ class WarmLauncher:
             if process.exitcode == 0:
                 self.ready.set()
 
-        threading.Thread(target=warm_up, name="kfp-step-warm-up", daemon=True).start()
+        self.warming = threading.Thread(target=warm_up, name="kfp-step-warm-up", daemon=True)
+        self.warming.start()
+
+    def finish(self) -> None:
+        """Wait for the warm-up to end, so nothing the fork server prints (TensorFlow's start-up log) comes
+        after the run's last line."""
+        self.warming.join(READY_TIMEOUT_SECONDS)
+        sys.stderr.flush()
 
     def __call__(self, full_command: list[str], env_vars: dict | None = None) -> int:
         parsed = parse_task_command(full_command)
@@ -122,3 +129,4 @@ def warm_steps(enabled: bool = True, preload=PRELOAD):
         yield launcher
     finally:
         handler.run_local_subprocess = original
+        launcher.finish()
