@@ -146,6 +146,9 @@ def run_in_containers(params: dict, pipeline_root: Path = PIPELINE_ROOT) -> dict
     """local_runner.run_local with the restricted DockerRunner; the image must exist already."""
     pipeline_root = pipeline_root.resolve()
     _check_push_base(params["push_base"], pipeline_root)
+    # Steps see the host's paths mounted at the same absolute place; a relative push base would resolve
+    # against the container's working directory (read-only) instead.
+    params = {**params, "push_base": str(Path(params["push_base"]).resolve())}
     pipeline_root.mkdir(parents=True, exist_ok=True)
     # The steps run as uid 1000 and create their output directories under the root: let them.
     pipeline_root.chmod(0o1777)
