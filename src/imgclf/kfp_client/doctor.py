@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -283,8 +282,9 @@ def kserve_checks(k: Kube, serving_namespace: str, gpu: bool = True) -> list[Che
 
 
 def gpu_checks(k: Kube) -> list[Check]:
-    c = settings.CLUSTER
-    label = f"{c.gpu_node_selector_key}={c.gpu_node_selector_value}"
+    gpu = settings.gpu_placement()  # the placement our GPU tasks, trials and serving pods ask for
+    tol = gpu.toleration
+    label = ",".join(f"{key}={value}" for key, value in gpu.node_selector.items())
     status, listing = k.get("/api/v1/nodes", {"labelSelector": label})
     nodes = (listing or {}).get("items", []) if status == 200 else []
     if not nodes:
@@ -294,31 +294,31 @@ def gpu_checks(k: Kube) -> list[Check]:
     names = [n["metadata"]["name"] for n in nodes]
     checks = [Check("gpu", "nodes", OK, f"{len(nodes)} node(s) with {label}: {', '.join(names)}")]
     with_gpus = [n["metadata"]["name"] for n in nodes
-                 if int(str(n.get("status", {}).get("allocatable", {}).get(c.gpu_accelerator, "0")) or 0) >= c.gpu_count]
+                 if int(str(n.get("status", {}).get("allocatable", {}).get(gpu.accelerator, "0")) or 0) >= gpu.count]
     if with_gpus:
-        checks.append(Check("gpu", "allocatable", OK, f"{c.gpu_accelerator} >= {c.gpu_count} on {', '.join(with_gpus)}"))
+        checks.append(Check("gpu", "allocatable", OK, f"{gpu.accelerator} >= {gpu.count} on {', '.join(with_gpus)}"))
     else:
-        checks.append(Check("gpu", "allocatable", FAIL, f"no labelled node has allocatable {c.gpu_accelerator}",
+        checks.append(Check("gpu", "allocatable", FAIL, f"no labelled node has allocatable {gpu.accelerator}",
                             "install the NVIDIA device plugin or GPU Operator on the GPU nodes"))
     blocking, untainted = [], []
     for node in nodes:
         taints = node.get("spec", {}).get("taints") or []
         for t in taints:
-            tolerated = t.get("key") == c.gpu_toleration_key and t.get("effect") == "NoSchedule"
+            tolerated = t.get("key") == tol["key"] and t.get("effect") == tol["effect"]
             if t.get("effect") in ("NoSchedule", "NoExecute") and not tolerated:
                 blocking.append(f"{node['metadata']['name']} {t.get('key')}={t.get('value', '')}:{t.get('effect')}")
-        if not any(t.get("key") == c.gpu_toleration_key for t in taints):
+        if not any(t.get("key") == tol["key"] for t in taints):
             untainted.append(node["metadata"]["name"])
     if blocking:
         checks.append(Check("gpu", "taints", FAIL, f"taint(s) we do not tolerate: {'; '.join(blocking)}",
                             f"remove them, or set ClusterDefaults.gpu_toleration_key (we tolerate "
-                            f"{c.gpu_toleration_key} Exists NoSchedule) and run make compile katib manifests"))
+                            f"{tol['key']} {tol['operator']} {tol['effect']}) and run make compile katib manifests"))
     elif untainted:
-        checks.append(Check("gpu", "taints", WARN, f"no {c.gpu_toleration_key} taint on {', '.join(untainted)}: "
-                            "CPU pods may take these nodes", f"kubectl taint node <node> {c.gpu_toleration_key}="
-                            "present:NoSchedule"))
+        checks.append(Check("gpu", "taints", WARN, f"no {tol['key']} taint on {', '.join(untainted)}: "
+                            "CPU pods may take these nodes", f"kubectl taint node <node> {tol['key']}="
+                            f"present:{tol['effect']}"))
     else:
-        checks.append(Check("gpu", "taints", OK, f"tainted {c.gpu_toleration_key}:NoSchedule, which we tolerate"))
+        checks.append(Check("gpu", "taints", OK, f"tainted {tol['key']}:{tol['effect']}, which we tolerate"))
     return checks
 
 
