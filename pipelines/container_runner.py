@@ -132,7 +132,11 @@ def docker_api():
                 service.wait()
 
 
-def _check_push_base(push_base: str, pipeline_root: Path) -> None:
+def _check_push_base(push_base: str, pipeline_root: Path) -> Path:
+    """The push base as an absolute host path under the mounted pipeline root; UserError otherwise.
+
+    Absolute because steps see the host's paths mounted at the same place: a relative one would resolve
+    against the container's (read-only) working directory."""
     if "://" in push_base:
         raise UserError(f"push_base {push_base!r}: containers run with no network here; push under the "
                         f"mounted pipeline root {pipeline_root} (the default)")
@@ -140,15 +144,13 @@ def _check_push_base(push_base: str, pipeline_root: Path) -> None:
     if path != pipeline_root and pipeline_root not in path.parents:
         raise UserError(f"push_base {push_base!r} is outside the mounted pipeline root {pipeline_root}: "
                         "the step containers cannot write there")
+    return path
 
 
 def run_in_containers(params: dict, pipeline_root: Path = PIPELINE_ROOT) -> dict:
     """local_runner.run_local with the restricted DockerRunner; the image must exist already."""
     pipeline_root = pipeline_root.resolve()
-    _check_push_base(params["push_base"], pipeline_root)
-    # Steps see the host's paths mounted at the same absolute place; a relative push base would resolve
-    # against the container's working directory (read-only) instead.
-    params = {**params, "push_base": str(Path(params["push_base"]).resolve())}
+    params = {**params, "push_base": str(_check_push_base(params["push_base"], pipeline_root))}
     pipeline_root.mkdir(parents=True, exist_ok=True)
     # The steps run as uid 1000 and create their output directories under the root: let them.
     pipeline_root.chmod(0o1777)
