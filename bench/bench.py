@@ -195,7 +195,7 @@ def _test_accuracy(log: str):
 def section_train(cfg: dict, dataset: str) -> dict:
     cmd = [PY, str(BENCH / "train_speed.py"), "--dataset", dataset, "--examples", str(cfg["train_examples"]),
            "--epochs", str(max(2, cfg["epochs"])), "--rounds", str(cfg["train_rounds"]),
-           "--variants", "ours" if cfg is QUICK else "ours,gather,spe1"]
+           "--variants", "ours" if cfg is QUICK else "ours,shuffle-buffer,gather,spe1"]
     result = run(cmd)["json"]
     result["ratio_trainer_to_bare_fit"] = result["ours"]["ratio_to_bare"]
     result["target_ratio_min"] = 1.0

@@ -1,7 +1,7 @@
 """Trainer samples/s against a bare `model.fit` on numpy arrays, same model and batch size, interleaved in one process.
 
     .venv/bin/python bench/train_speed.py --dataset DIR [--examples 48000] [--epochs 3] [--rounds 2]
-        [--variants ours,gather,spe1]
+        [--variants ours,shuffle-buffer,gather,spe1]
 
 Each round fits the bare seed CNN (model.fit(x, y, batch_size), no validation) and
 then each trainer variant (imgclf.steps.train.fit, validation on the eval split as
@@ -11,8 +11,10 @@ subtracted and reported on its own; the first epoch (tracing) is reported apart 
 the steady state. Samples per CPU second (this process's user+system time) is reported
 beside samples/s: on a machine shared with other work it moves less than wall time.
 Prints one JSON object.
-Variants: ours (the trainer as shipped), gather (batches gathered by shuffled row index
-from one tensor instead of a per-example shuffle buffer), spe1 (steps_per_execution=1).
+Variants: ours (the trainer as shipped: batches cut from the numpy arrays by a per-epoch
+permutation), shuffle-buffer (from_tensor_slices + a per-example shuffle buffer over the whole
+split), gather (batches gathered by shuffled row index from one tensor), spe1
+(steps_per_execution=1).
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ def main() -> None:
         return rates(history["train_seconds"], history["validation_seconds"], history["train_cpu_seconds"], n)
 
     variants = {"ours": lambda: ours(),
+                "shuffle-buffer": lambda: ours(train_input=input_pipeline.shuffle_buffer_train_batches),
                 "gather": lambda: ours(train_input=input_pipeline.gathered_train_batches),
                 "spe1": lambda: ours(steps_per_execution=1)}
     chosen = {"bare": bare, **{v: variants[v] for v in args.variants.split(",")}}

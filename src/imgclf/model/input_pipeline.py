@@ -1,24 +1,47 @@
-"""tf.data input pipelines over in-memory uint8 arrays, shared by train and tune.
+"""tf.data input pipelines over in-memory uint8 arrays, shared by train, tune and the label audit.
 
-Built once per fit from arrays already in memory (no decoding, no files):
-shuffled, batched and prefetched training batches, and large evaluation
-batches (no gradient step, so big batches are cheap). `make bench` compared
-this per-example shuffle with gathering each batch by shuffled row index (one
-tensor, no shuffle buffer, so one copy of the split fewer): per-example was
-1.10x and 1.14x bare `model.fit` in two runs, gathering 0.98x and 0.94x, so
-this path stays (README "Speed"). XLA (jit_compile=True) was ~8x slower on the
+Training batches are cut from the numpy arrays the step loaded, by a seeded permutation
+drawn afresh each epoch (`train_batches`): the only full copy of the split is that array,
+each batch is a 128-row fancy index (~0.1 ms), and tf.data prefetches batches on its own
+thread while the model trains. The two alternatives stay for `bench/train_speed.py`:
+`shuffle_buffer_train_batches` (from_tensor_slices + a full-size shuffle buffer: the
+split three more times in memory) and `gathered_train_batches` (one tensor, a gather per
+batch). README "Speed" has the measurements. XLA (jit_compile=True) was ~8x slower on the
 2-core CPU, so it stays off. Works on every Keras backend: Keras consumes tf.data on JAX too.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 EVAL_BATCH_SIZE = 1024
+PREFETCH_BATCHES = 4
 
 
 def train_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int):
-    """Shuffled (reshuffled each epoch, seeded) batches of ([B,28,28,1] uint8, [B] labels)."""
+    """Shuffled batches of ([B,28,28,1] uint8, [B] labels), a new seeded order each epoch, no copy of the split."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    n = len(labels)
+
+    def batches():  # called again by tf.data at the start of every epoch: a fresh permutation each time
+        order = rng.permutation(n)
+        for start in range(0, n, batch_size):
+            rows = order[start:start + batch_size]
+            yield images[rows][..., None], labels[rows]
+
+    signature = (tf.TensorSpec((None, *images.shape[1:], 1), tf.as_dtype(images.dtype)),
+                 tf.TensorSpec((None,), tf.as_dtype(labels.dtype)))
+    ds = tf.data.Dataset.from_generator(batches, output_signature=signature)
+    # A known length: Keras then sizes epochs (and steps_per_execution) without probing for the end.
+    return ds.apply(tf.data.experimental.assert_cardinality(math.ceil(n / batch_size))).prefetch(PREFETCH_BATCHES)
+
+
+def shuffle_buffer_train_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int):
+    """The alternative measured by bench/train_speed.py: per-example shuffle buffer over the whole split."""
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices((images[..., None], labels))
