@@ -160,7 +160,7 @@ class ValidateDefaults:
     # by --cleaned-output) when the models that never saw it gave its label at most this probability.
     label_audit_examples: int = 0
     label_audit_folds: int = 2
-    label_audit_epochs: int = 8
+    label_audit_epochs: int = 10
     label_audit_hidden_units: int = 512
     label_audit_max_self_confidence: float = 0.05
 
