@@ -10,7 +10,8 @@ from imgclf import settings
 def label_audit_op(dataset: Input[Dataset], max_examples: int, seed: int, issues: Output[Artifact],
                    report: Output[HTML], metrics: Output[Metrics]):
     """Report suspected mislabelled training examples (label_issues.json + an HTML page with thumbnails):
-    cleanlab on k-fold out-of-fold probabilities of the seed CNN; max_examples 0 audits all of train."""
+    cleanlab on k-fold out-of-fold probabilities of a one-hidden-layer network; max_examples 0 audits all
+    of train."""
     from imgclf.errors import exit_on_user_error
 
     exit_on_user_error("label_audit")  # a UserError ends the task in one line, no traceback

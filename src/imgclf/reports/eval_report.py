@@ -178,7 +178,8 @@ def model_card(*, model_name: str, metrics: dict, analysis: dict, blessing: dict
               + f" (for effective size {v.drift_calibration_size}; scaled by sqrt({v.drift_calibration_size} / "
                 f"effective size) within {v.drift_min_scale}x..{v.drift_max_scale}x).",
               f"- Label audit: confident cut at out-of-fold self-confidence <= {v.label_audit_max_self_confidence} "
-              f"({v.label_audit_folds} folds x {v.label_audit_epochs} epochs of the seed CNN).",
+              f"({v.label_audit_folds} folds x {v.label_audit_epochs} epochs of a {v.label_audit_hidden_units}-unit "
+              "one-hidden-layer network).",
               f"- Slice bands: brightness edges {list(e.brightness_bands)}, contrast edges {list(e.contrast_bands)} "
               "(grey levels).", "",
               "## Known limits", "",
