@@ -32,6 +32,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import orjson
 
 from imgclf import settings
 from imgclf.data import storage, versions
@@ -40,7 +41,6 @@ from imgclf.serving.app import VersionNotFound, install
 from imgclf.serving.payload import DEFAULT_MAX_BATCH, SIGNATURES, BadRequest, format_response, parse_request
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
-VERSION_HEADER = "x-imgclf-version"  # internal: carries /versions/N into the kserve Model
 log = logging.getLogger("imgclf.serving.server")
 
 
@@ -129,13 +129,27 @@ class VersionWatcher:
         self._stop.set()
 
 
+def make_predict(watcher: VersionWatcher, max_batch: int):
+    """predict(body, version) -> TF Serving's JSON answer as bytes (BadRequest, VersionNotFound)."""
+    import tensorflow as tf
+
+    def predict(body: bytes, version: int | None) -> bytes:
+        parsed = parse_request(body, max_batch)
+        out = watcher.get(version).endpoints[parsed.signature](tf.constant(parsed.images))
+        return orjson.dumps(format_response(out[settings.SERVING_OUTPUT_PROBABILITIES].numpy(),
+                                            out[settings.SERVING_OUTPUT_CLASS].numpy(), parsed.columnar),
+                            option=orjson.OPT_SERIALIZE_NUMPY)
+
+    return predict
+
+
 def make_model(name: str, watcher: VersionWatcher, max_batch: int):
     import kserve
     import tensorflow as tf
     from kserve.errors import InvalidInput
 
     class TFServingModel(kserve.Model):
-        """kserve Model: checks the body itself (400 on bad input), runs the traced endpoint."""
+        """kserve Model (readiness, kserve's own routes); the TF Serving :predict routes call make_predict's function."""
 
         def load(self) -> bool:
             self.ready = watcher.current is not None
@@ -146,12 +160,10 @@ def make_model(name: str, watcher: VersionWatcher, max_batch: int):
                 parsed = parse_request(body, max_batch)
             except BadRequest as exc:
                 raise InvalidInput(str(exc)) from None
-            version = (headers or {}).get(VERSION_HEADER)
-            return {"parsed": parsed, "version": int(version) if version else None}
+            return parsed
 
-        def predict(self, payload, headers=None):
-            parsed = payload["parsed"]
-            servable = watcher.get(payload["version"])
+        def predict(self, parsed, headers=None):
+            servable = watcher.get(None)
             out = servable.endpoints[parsed.signature](tf.constant(parsed.images))
             return format_response(out[settings.SERVING_OUTPUT_PROBABILITIES].numpy(),
                                    out[settings.SERVING_OUTPUT_CLASS].numpy(), parsed.columnar)
@@ -207,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
 
     model = make_model(args.model_name, watcher, args.max_batch)
     model.load()
-    install(app, model, watcher, args.max_body_bytes, VERSION_HEADER)
+    install(app, model, watcher, make_predict(watcher, args.max_batch), args.max_body_bytes)
     for name in ("kserve.trace", "uvicorn.access") if not args.access_log else ():
         logging.getLogger(name).setLevel(logging.WARNING)
     watcher.start()
