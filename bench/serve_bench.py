@@ -11,8 +11,8 @@ server/in-process ratios, the load average before and after, and the server's pe
 Real Fashion-MNIST test images, the same ones for every row.
 
 Fair by construction, since the machine is shared and its load drifts: the rows are
-timed in turns (request i of every row, in a rotating order, before request i+1 of
-any), so a load change hits all of them alike; the server is already running while
+timed in turns (request i of every row, in a fresh random order, before request i+1
+of any), so a load change hits all of them alike; the server is already running while
 the in-process rows are timed; the client sends request bodies prepared before timing
 (as a real client holds its encoded images) over one persistent HTTP/1.1 connection.
 --also URL (repeatable) adds rows for other running servers, e.g. an older build, in
@@ -51,12 +51,15 @@ def timed(fn, n: int) -> np.ndarray:
     return np.array(out)
 
 
-def in_turns(fns: dict, n: int) -> dict:
-    """Time every fn n times, taking turns in a rotating order; {name: seconds per call}."""
-    names, times = list(fns), {name: [] for name in fns}
-    for i in range(n):
-        k = i % len(names)
-        for name in names[k:] + names[:k]:
+def in_turns(fns: dict, n: int, seed: int = 0) -> dict:
+    """Time every fn n times, taking turns in a fresh random order each round; {name: seconds per call}.
+
+    Random, not rotating: with a rotation each row always follows the same row, and a server's
+    TensorFlow threads still spinning after its answer would always tax the same neighbour.
+    """
+    rng, times = np.random.default_rng(seed), {name: [] for name in fns}
+    for _ in range(n):
+        for name in rng.permutation(list(fns)):
             t = time.perf_counter()
             fns[name]()
             times[name].append(time.perf_counter() - t)
