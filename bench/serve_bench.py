@@ -6,7 +6,8 @@
 Prints single-image p50/p99 latency and batch-64 images/s for: the SavedModel's
 traced endpoint in-process, `signatures["serving_default"]` in-process, the
 server with JSON numbers and with TF Serving's binary {"b64": ...} instances; the
-per-stage cost of one batch-64 request (JSON parse, numpy, model, JSON write); the
+per-stage cost of one batch-64 request (JSON parse, numpy, model, JSON write; the integer
+JSON body takes payload.py's fast path, the same pixels written as floats its general path); the
 server/in-process ratios, the load average before and after, and the server's peak RSS.
 Real Fashion-MNIST test images, the same ones for every row.
 
@@ -140,7 +141,8 @@ def main() -> None:
     one_f, batch_f = image[None].astype(np.float32), batch.astype(np.float32)
 
     body_one = orjson.dumps({"instances": [image.tolist()]})
-    body_batch = orjson.dumps({"instances": batch.tolist()})
+    body_batch = orjson.dumps({"instances": batch.tolist()})  # integers: the parser's fast path
+    body_batch_floats = orjson.dumps({"instances": batch.astype(float).tolist()})  # "3.0": its general path
 
     def b64(images):
         return orjson.dumps({"instances": [{"b64": base64.b64encode(i.astype(np.uint8).tobytes()).decode()}
@@ -150,6 +152,7 @@ def main() -> None:
     stages = {
         "orjson.loads": lambda: orjson.loads(body_batch),
         "parse_request (json+numpy+checks)": lambda: parse_request(body_batch),
+        "same pixels as floats (general)": lambda: parse_request(body_batch_floats),
         "parse_request (b64 instances)": lambda: parse_request(body_batch_b64),
         "model call": lambda: endpoint(tf.constant(batch_f)),
         "format_response + orjson.dumps": lambda: orjson.dumps(format_response(
