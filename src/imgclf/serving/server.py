@@ -32,10 +32,13 @@ Speed (bench/serve_bench.py, which times server and in-process rows in turns in 
   body; floats and every malformed body still go through the general parser);
 - uvloop (kserve starts uvicorn inside its own asyncio.run(), so uvicorn's loop="auto" never
   applied it): single p50 -3%, batch within noise; kept, kserve means to use it;
+- one TensorFlow thread (--tf-threads 1, intra- and inter-op; the default here) against TF's
+  default of one per core, in three runs: single p50 1.61x vs 1.81x, 1.68x vs 1.80x, 1.63x vs
+  1.81x of in-process, batch-64 JSON 0.70 vs 0.67, 0.71 vs 0.68, 0.55 vs 0.65 (the last at load
+  ~9). On 2 cores shared with the client, a second TF thread mostly waits or spins; on a
+  larger dedicated machine try --tf-threads 0. 2/1 (intra/inter): between the two;
 - the model runs on the event-loop thread: a worker thread (run_in_executor) was 3-5% slower
-  at p50; TF thread pools 1/1, 2/1, 1/2 (intra/inter) against the default 2/2: no
-  difference above the noise, so left at TF's defaults, like the in-process baseline;
-  gc.freeze() after start: no change;
+  at p50; gc.freeze() after start: no change;
 - the same predict function on a bare uvicorn app (no kserve, no Starlette) was p50 ~0.6 ms
   and batch ~0.04 better still; kserve's middleware stack costs ~55 us of that per request
   (timed in-process), the rest is not accounted for.
@@ -65,6 +68,7 @@ from imgclf.serving.app import VersionNotFound, install
 from imgclf.serving.payload import DEFAULT_MAX_BATCH, SIGNATURES, BadRequest, format_response, parse_request
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+TF_THREADS = 0  # TensorFlow's intra- and inter-op threads (0: its default); main() sets --tf-threads
 log = logging.getLogger("imgclf.serving.server")
 
 
@@ -81,6 +85,12 @@ def load_servable(version: int, uri: str) -> Servable:
     """Load one SavedModel version and warm both endpoints up (first calls build TF's kernels)."""
     import tensorflow as tf
 
+    if TF_THREADS and tf.config.threading.get_intra_op_parallelism_threads() != TF_THREADS:
+        try:  # only before TF's first op; later (TF already ran in this process) its pools stay as they are
+            tf.config.threading.set_intra_op_parallelism_threads(TF_THREADS)
+            tf.config.threading.set_inter_op_parallelism_threads(TF_THREADS)
+        except RuntimeError as exc:
+            log.warning("--tf-threads %d not applied: %s", TF_THREADS, exc)
     path, tmp = storage.local_copy(uri)
     loaded = tf.saved_model.load(str(path))
     endpoints = {name: getattr(loaded, name) for name in SIGNATURES}
@@ -206,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH, help="most images in one request")
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
     parser.add_argument("--access-log", action="store_true", help="log every request (slower)")
+    parser.add_argument("--tf-threads", type=int, default=1,
+                        help="TensorFlow's intra- and inter-op threads (0: its default, one per core); 1 was "
+                             "faster on 2 shared cores, see the module docstring")
     return parser
 
 
@@ -216,6 +229,8 @@ def check_args(args: argparse.Namespace) -> None:
     for flag, value in (("--max-batch", args.max_batch), ("--max-body-bytes", args.max_body_bytes)):
         if value < 1:
             raise UserError(f"{flag} {value}: must be at least 1")
+    if args.tf_threads < 0:
+        raise UserError(f"--tf-threads {args.tf_threads}: must be 0 (TensorFlow's default) or more")
     if not (args.poll_seconds > 0 and math.isfinite(args.poll_seconds)):
         raise UserError(f"--poll-seconds {args.poll_seconds}: must be a positive number of seconds")
     if not (args.wait_seconds >= 0 and math.isfinite(args.wait_seconds)):
@@ -227,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     check_args(args)
     sys.argv = sys.argv[:1]  # kserve.model_server parses sys.argv when imported
 
+    global TF_THREADS
+    TF_THREADS = args.tf_threads
     watcher = VersionWatcher(args.push_base, args.model_name, args.poll_seconds)
     deadline = time.monotonic() + args.wait_seconds
     while not watcher.refresh():
