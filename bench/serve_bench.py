@@ -23,7 +23,7 @@ figure at the end (bench/bench.py reads it).
 Measured 2026-12-02 on the 2 shared cores (a 1-epoch model; other benchmarks running):
 before (the previous server, --url, load 5.5-5.9): batch-64 0.51 of in-process for JSON
 numbers, 0.68 for b64; single p99 2.45x and 2.53x, p50 2.18x and 2.13x. After (this
-server, load 4.3-4.9): batch-64 0.65 and 0.70; p99 2.11x and 1.87x; p50 2.03x and 1.88x.
+server, load 4.9-5.3): batch-64 0.70 and 0.78; p99 1.57x and 1.51x; p50 1.71x and 1.62x.
 In one run with both servers and --tf-threads 0 as --also rows (load 4.9-5.9): this server
 0.70 and 0.75, p99 1.79x and 2.42x, p50 1.61x and 1.52x; the previous one 0.54 and 0.68,
 p99 2.16x and 2.78x, p50 2.04x and 1.99x. At these loads p99 of 800-1000 requests is set by
