@@ -124,6 +124,21 @@ def test_predict_forms(server, images, form):
         _check_outputs([p["probabilities"] for p in preds], [p["class_id"] for p in preds], len(x))
 
 
+def test_json_integers_floats_and_b64_predict_alike(server, images):
+    """Integer pixels take the payload fast path, the same pixels as floats ("3.0") the general
+    parser, and b64 neither: the three answers must agree (row and columnar, versioned or not)."""
+    answers = []
+    for body, path in (({"instances": images.tolist()}, ":predict"),
+                       ({"instances": images.astype(float).tolist()}, ":predict"),
+                       ({"instances": [{"b64": _b64(i)} for i in images]}, "/versions/1:predict")):
+        status, out = call(server["url"] + path, json.dumps(body).encode())
+        assert status == 200, out
+        answers.append(out["predictions"])
+    assert answers[0] == answers[1] == answers[2]
+    status, out = call(server["url"] + ":predict", json.dumps({"inputs": images.tolist()}).encode())
+    assert status == 200 and out["outputs"]["class_id"] == [p["class_id"] for p in answers[0]]
+
+
 def _b64(image) -> str:
     return base64.b64encode(np.asarray(image, np.uint8).tobytes()).decode()
 

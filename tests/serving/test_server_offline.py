@@ -26,6 +26,12 @@ def test_serve_rejects_bad_port_in_one_line(port, tmp_path, capsys):
     assert err.startswith("error: --port") and port in err and err.count("\n") == 1
 
 
+def test_serve_rejects_negative_tf_threads_in_one_line(tmp_path, capsys):
+    assert run_cli(serve.main, ["--push-base", str(tmp_path), "--tf-threads", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --tf-threads -1") and err.count("\n") == 1
+
+
 def test_serve_max_batch_default_is_the_payload_constant():
     assert serve.build_parser().get_default("max_batch") == DEFAULT_MAX_BATCH
 

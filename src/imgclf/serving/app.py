@@ -1,15 +1,24 @@
 """TF Serving REST routes, JSON errors and a body-size limit, added to kserve's FastAPI app.
 
 install() must run before kserve's ModelServer.start(), which appends kserve's own
-routes after ours (so ours win for /v1/models/NAME) and its exception handlers.
+routes after ours (so ours win for /v1/models/NAME and NAME:predict) and its exception handlers.
+The :predict routes are plain ASGI endpoints (PredictEndpoint): the raw body goes to the
+server's predict function and its JSON bytes come back, with no FastAPI request/response
+models, kserve DataPlane or per-request dicts of headers in between.
 """
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
+from typing import Callable
+
+import orjson
+from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import ORJSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Route
+
+from imgclf.serving.payload import BadRequest
 
 
 _DTYPES = {"float32": "DT_FLOAT", "uint8": "DT_UINT8", "int64": "DT_INT64"}
@@ -60,6 +69,45 @@ class BodyLimit:
         await error(413, f"request body exceeds {self.max_bytes} bytes")(scope, receive, send)
 
 
+class PredictEndpoint:
+    """ASGI endpoint of POST /v1/models/NAME[/versions/N]:predict.
+
+    predict(body bytes, version or None) -> JSON bytes, raising BadRequest (400) or
+    VersionNotFound (404); anything else is kserve's 500 {"error": ...}.
+    """
+
+    JSON = (b"content-type", b"application/json")
+
+    def __init__(self, name: str, predict: Callable[[bytes, int | None], bytes]):
+        self.name, self.predict = name, predict
+
+    async def __call__(self, scope, receive, send):
+        params = scope["path_params"]
+        version = params.get("version")
+        chunks, more = [], True
+        while more:  # BodyLimit has already buffered it: one message
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        status = 200
+        try:
+            if params["name"] != self.name:
+                raise VersionNotFound(f"Servable not found for request: Latest({params['name']})")
+            if version is not None and not version.isdigit():
+                raise BadRequest(f"version {version!r} is not an integer")
+            content = self.predict(chunks[0] if len(chunks) == 1 else b"".join(chunks),
+                                   int(version) if version is not None else None)
+        except BadRequest as exc:
+            status, content = 400, orjson.dumps({"error": str(exc)})
+        except VersionNotFound as exc:
+            status, content = 404, orjson.dumps({"error": str(exc)})
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [self.JSON, (b"content-length", str(len(content)).encode())]})
+        await send({"type": "http.response.body", "body": content})
+
+
 def _tensor_info(spec) -> dict:
     shape = spec.shape
     info = {"dtype": _DTYPES.get(spec.dtype.name, spec.dtype.name)}
@@ -85,8 +133,8 @@ def signature_defs(servable) -> dict:
     return cached
 
 
-def install(app: FastAPI, model, watcher, max_body_bytes: int, version_header: str) -> None:
-    """Add the TF Serving routes for `model` (a kserve Model) and JSON error handlers to kserve's app."""
+def install(app: FastAPI, model, watcher, predict: Callable[[bytes, int | None], bytes], max_body_bytes: int) -> None:
+    """Add the TF Serving routes for `model` (a kserve Model; predict answers its :predict) and JSON error handlers."""
     def check(name: str, version: str | None) -> int | None:
         if name != model.name:
             raise HTTPException(404, f"Servable not found for request: Latest({name})")
@@ -104,17 +152,14 @@ def install(app: FastAPI, model, watcher, max_body_bytes: int, version_header: s
         return {"model_spec": {"name": name, "signature_name": "", "version": str(servable.version)},
                 "metadata": {"signature_def": {"signature_def": signature_defs(servable)}}}
 
-    async def predict_version(name: str, version: str, request: Request):
-        v = check(name, version)
-        response, _ = await model(await request.body(), headers={version_header: str(v)})
-        return ORJSONResponse(content=response)
-
     prefix = "/v1/models/{name}"
     app.add_api_route(prefix, status, methods=["GET"])
     app.add_api_route(prefix + "/metadata", metadata, methods=["GET"])
     app.add_api_route(prefix + "/versions/{version}", status, methods=["GET"])
     app.add_api_route(prefix + "/versions/{version}/metadata", metadata, methods=["GET"])
-    app.add_api_route(prefix + "/versions/{version}:predict", predict_version, methods=["POST"], response_model=None)
+    endpoint = PredictEndpoint(model.name, predict)
+    app.router.routes.append(Route(prefix + ":predict", endpoint, methods=["POST"]))
+    app.router.routes.append(Route(prefix + "/versions/{version}:predict", endpoint, methods=["POST"]))
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_exception_handler(HTTPException, lambda _, exc: error(exc.status_code, str(exc.detail)))
     app.add_exception_handler(RequestValidationError, lambda _, exc: error(400, str(exc.errors())))

@@ -15,15 +15,42 @@ the newest remaining one.
 Why routes of our own: kserve 0.21's V1 protocol answers GET /v1/models/NAME with
 {"name", "ready"} rather than TF Serving's model_version_status and has no
 /metadata or /versions/N routes, so those are registered on its FastAPI app ahead
-of its own. The unversioned :predict stays kserve's route (DataPlane -> our Model).
-Speed: the model is called through the SavedModel's traced endpoint attribute
-(not `signatures[...]`, ~10x slower per call), with fixed dtypes so nothing retraces,
-JSON is parsed by orjson and numpy arrays are written back by orjson directly.
+of its own. Both :predict routes (unversioned and /versions/N) are ours too, plain ASGI
+endpoints (app.PredictEndpoint): raw body bytes -> parse_request -> model -> orjson bytes,
+skipping FastAPI's request handling and kserve's DataPlane (its decode, the Model's
+pre/postprocess timing and metrics, the response wrapping). KServe stays the server base:
+its uvicorn, middleware, health and V2 routes, and the Model that reports readiness.
+
+Speed (bench/serve_bench.py, which times server and in-process rows in turns in one run;
+2 shared cores at load average 5-9, so only ratios from one run mean anything):
+- our :predict route instead of kserve's, with the JSON fast path below (the previous server
+  as a second row of the same runs): batch-64 JSON 0.49-0.52 -> 0.65-0.68 of in-process,
+  b64 (the route alone: b64 skips the JSON parse) 0.64-0.69 -> 0.72-0.75; single-image p50
+  2.0-2.2x -> 1.8-1.9x in-process;
+- JSON integers read from the body text (payload._dense_numbers) instead of orjson's nested
+  lists + np.asarray: parse of a batch of 64 ~2.3 ms -> ~0.9 ms in the same process (the usual
+  body; floats and every malformed body still go through the general parser);
+- uvloop (kserve starts uvicorn inside its own asyncio.run(), so uvicorn's loop="auto" never
+  applied it): single p50 -3%, batch within noise; kept, kserve means to use it;
+- one TensorFlow thread (--tf-threads 1, intra- and inter-op; the default here) against TF's
+  default of one per core, in three runs: single p50 1.61x vs 1.81x, 1.68x vs 1.80x, 1.63x vs
+  1.81x of in-process, batch-64 JSON 0.70 vs 0.67, 0.71 vs 0.68, 0.55 vs 0.65 (the last at load
+  ~9). On 2 cores shared with the client, a second TF thread mostly waits or spins; on a
+  larger dedicated machine try --tf-threads 0. 2/1 (intra/inter): between the two;
+- the model runs on the event-loop thread: a worker thread (run_in_executor) was 3-5% slower
+  at p50; gc.freeze() after start: no change;
+- the same predict function on a bare uvicorn app (no kserve, no Starlette) was p50 ~0.6 ms
+  and batch ~0.04 better still; kserve's middleware stack costs ~55 us of that per request
+  (timed in-process), the rest is not accounted for.
+The model is called through the SavedModel's traced endpoint attribute (not
+`signatures[...]`, ~10x slower per call), with fixed dtypes so nothing retraces, and
+numpy arrays are written by orjson directly.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import math
 import sys
@@ -32,6 +59,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import orjson
 
 from imgclf import settings
 from imgclf.data import storage, versions
@@ -40,7 +68,7 @@ from imgclf.serving.app import VersionNotFound, install
 from imgclf.serving.payload import DEFAULT_MAX_BATCH, SIGNATURES, BadRequest, format_response, parse_request
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
-VERSION_HEADER = "x-imgclf-version"  # internal: carries /versions/N into the kserve Model
+TF_THREADS = 0  # TensorFlow's intra- and inter-op threads (0: its default); main() sets --tf-threads
 log = logging.getLogger("imgclf.serving.server")
 
 
@@ -57,6 +85,12 @@ def load_servable(version: int, uri: str) -> Servable:
     """Load one SavedModel version and warm both endpoints up (first calls build TF's kernels)."""
     import tensorflow as tf
 
+    if TF_THREADS and tf.config.threading.get_intra_op_parallelism_threads() != TF_THREADS:
+        try:  # only before TF's first op; later (TF already ran in this process) its pools stay as they are
+            tf.config.threading.set_intra_op_parallelism_threads(TF_THREADS)
+            tf.config.threading.set_inter_op_parallelism_threads(TF_THREADS)
+        except RuntimeError as exc:
+            log.warning("--tf-threads %d not applied: %s", TF_THREADS, exc)
     path, tmp = storage.local_copy(uri)
     loaded = tf.saved_model.load(str(path))
     endpoints = {name: getattr(loaded, name) for name in SIGNATURES}
@@ -129,13 +163,27 @@ class VersionWatcher:
         self._stop.set()
 
 
+def make_predict(watcher: VersionWatcher, max_batch: int):
+    """predict(body, version) -> TF Serving's JSON answer as bytes (BadRequest, VersionNotFound)."""
+    import tensorflow as tf
+
+    def predict(body: bytes, version: int | None) -> bytes:
+        parsed = parse_request(body, max_batch)
+        out = watcher.get(version).endpoints[parsed.signature](tf.constant(parsed.images))
+        return orjson.dumps(format_response(out[settings.SERVING_OUTPUT_PROBABILITIES].numpy(),
+                                            out[settings.SERVING_OUTPUT_CLASS].numpy(), parsed.columnar),
+                            option=orjson.OPT_SERIALIZE_NUMPY)
+
+    return predict
+
+
 def make_model(name: str, watcher: VersionWatcher, max_batch: int):
     import kserve
     import tensorflow as tf
     from kserve.errors import InvalidInput
 
     class TFServingModel(kserve.Model):
-        """kserve Model: checks the body itself (400 on bad input), runs the traced endpoint."""
+        """kserve Model (readiness, kserve's own routes); the TF Serving :predict routes call make_predict's function."""
 
         def load(self) -> bool:
             self.ready = watcher.current is not None
@@ -146,12 +194,10 @@ def make_model(name: str, watcher: VersionWatcher, max_batch: int):
                 parsed = parse_request(body, max_batch)
             except BadRequest as exc:
                 raise InvalidInput(str(exc)) from None
-            version = (headers or {}).get(VERSION_HEADER)
-            return {"parsed": parsed, "version": int(version) if version else None}
+            return parsed
 
-        def predict(self, payload, headers=None):
-            parsed = payload["parsed"]
-            servable = watcher.get(payload["version"])
+        def predict(self, parsed, headers=None):
+            servable = watcher.get(None)
             out = servable.endpoints[parsed.signature](tf.constant(parsed.images))
             return format_response(out[settings.SERVING_OUTPUT_PROBABILITIES].numpy(),
                                    out[settings.SERVING_OUTPUT_CLASS].numpy(), parsed.columnar)
@@ -170,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH, help="most images in one request")
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
     parser.add_argument("--access-log", action="store_true", help="log every request (slower)")
+    parser.add_argument("--tf-threads", type=int, default=1,
+                        help="TensorFlow's intra- and inter-op threads (0: its default, one per core); 1 was "
+                             "faster on 2 shared cores, see the module docstring")
     return parser
 
 
@@ -180,6 +229,8 @@ def check_args(args: argparse.Namespace) -> None:
     for flag, value in (("--max-batch", args.max_batch), ("--max-body-bytes", args.max_body_bytes)):
         if value < 1:
             raise UserError(f"{flag} {value}: must be at least 1")
+    if args.tf_threads < 0:
+        raise UserError(f"--tf-threads {args.tf_threads}: must be 0 (TensorFlow's default) or more")
     if not (args.poll_seconds > 0 and math.isfinite(args.poll_seconds)):
         raise UserError(f"--poll-seconds {args.poll_seconds}: must be a positive number of seconds")
     if not (args.wait_seconds >= 0 and math.isfinite(args.wait_seconds)):
@@ -191,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     check_args(args)
     sys.argv = sys.argv[:1]  # kserve.model_server parses sys.argv when imported
 
+    global TF_THREADS
+    TF_THREADS = args.tf_threads
     watcher = VersionWatcher(args.push_base, args.model_name, args.poll_seconds)
     deadline = time.monotonic() + args.wait_seconds
     while not watcher.refresh():
@@ -203,16 +256,20 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(min(args.poll_seconds, 1.0))
 
     import kserve
+    import uvloop
     from kserve.model_server import app
 
     model = make_model(args.model_name, watcher, args.max_batch)
     model.load()
-    install(app, model, watcher, args.max_body_bytes, VERSION_HEADER)
+    install(app, model, watcher, make_predict(watcher, args.max_batch), args.max_body_bytes)
     for name in ("kserve.trace", "uvicorn.access") if not args.access_log else ():
         logging.getLogger(name).setLevel(logging.WARNING)
     watcher.start()
     print(f"serving {args.model_name} version {watcher.current.version} on http://localhost:{args.port}"
           f"/v1/models/{args.model_name}", flush=True)
+    # kserve starts uvicorn inside its own asyncio.run(), so uvicorn's loop="auto" never picks uvloop: set it here.
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    asyncio.set_event_loop(asyncio.new_event_loop())  # kserve's setup_event_loop() asks for a current loop
     kserve.ModelServer(http_port=args.port, enable_grpc=False, workers=1,
                        enable_latency_logging=False).start([model])
     return 0
