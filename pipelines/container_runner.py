@@ -173,7 +173,9 @@ def run_in_containers(params: dict, pipeline_root: Path = PIPELINE_ROOT) -> dict
         print(f"steps run in {settings.CPU_IMAGE} through {api}: network none, read-only root, "
               f"tmpfs /tmp, uid {RUN_AS}", flush=True)
         with _steps_keep_their_exit_status():
-            return local_runner.run_local(params, pipeline_root=pipeline_root, runner=restricted_runner())
+            # Serial: kfp's DockerRunner shares one docker client, and containers side by side are not what this checks.
+            return local_runner.run_local(params, pipeline_root=pipeline_root, runner=restricted_runner(),
+                                          side_in_background=False)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,15 +41,19 @@ REPORTS = {"data report": "validate-op/statistics/report.html", "label audit": "
            "evaluation": "evaluate-op/evaluation/report.html", "model card": "evaluate-op/evaluation/model_card.md"}
 
 
-def run_local(params: dict, pipeline_root: Path = PIPELINE_ROOT, runner=None, warm: bool = True) -> dict:
+def run_local(params: dict, pipeline_root: Path = PIPELINE_ROOT, runner=None, warm: bool = True,
+              side_in_background: bool = True) -> dict:
     """Run the CPU pipeline locally with params; returns a summary read from the run's artifacts.
 
     runner: a kfp.local runner (default SubprocessRunner in this venv; pipelines.container_runner
     passes a DockerRunner). warm: fork the subprocess runner's steps from one process that imported
-    TensorFlow once (pipelines.warm_steps; --cold-steps turns it off)."""
+    TensorFlow once (pipelines.warm_steps; --cold-steps turns it off). side_in_background: the label
+    audit and the TFLite export run beside the main line, as on a cluster (pipelines.side_tasks;
+    --serial-steps turns it off)."""
     from kfp import local
 
     from pipelines import platform
+    from pipelines.side_tasks import side_tasks_in_background
     from pipelines.warm_steps import warm_steps
     from pipelines.training_pipeline import build_pipeline
 
@@ -73,7 +77,7 @@ def run_local(params: dict, pipeline_root: Path = PIPELINE_ROOT, runner=None, wa
         os.environ[STEP_ERROR_FILE_ENV] = errors.name
         platform.LOCAL_RUN = True  # keep the cluster's MinIO endpoint out of local steps' environment
         try:
-            with warm_steps(warm and runner is None):
+            with warm_steps(warm and runner is None), side_tasks_in_background(side_in_background):
                 build_pipeline(gpu=False)(**params)
         except RuntimeError as exc:
             step_errors = [line.strip() for line in errors.read().splitlines() if line.startswith("error: ")]
@@ -121,6 +125,9 @@ def main(argv: list[str] | None = None, run=None) -> int:
     parser.add_argument("--params-file", type=Path, help="YAML mapping of pipeline parameters (flags win)")
     parser.add_argument("--cold-steps", action="store_true",
                         help="start every step as a fresh interpreter (kfp's default; slower: TF imported per step)")
+    parser.add_argument("--serial-steps", action="store_true",
+                        help="run every step in kfp's own order, one at a time (default: the label audit and the "
+                             "TFLite export run beside the main line, as on a cluster)")
     args = parser.parse_args(argv)
     file_values = kfp_params.load_params_file(args.params_file) if args.params_file else {}
     given = {k: v for k, v in vars(args).items() if k in defaults and v is not None}
@@ -134,7 +141,8 @@ def main(argv: list[str] | None = None, run=None) -> int:
     if run:  # pipelines.container_runner passes its own
         summary = run(params)
     else:
-        summary = run_local(params, **({"warm": False} if args.cold_steps else {}))
+        summary = run_local(params, **({"warm": False} if args.cold_steps else {}),
+                            **({"side_in_background": False} if args.serial_steps else {}))
     print("\n=== imgclf local run ===")
     print(f"wall time      {summary['seconds']} s   (artifacts: {summary['run_dir']})")
     if summary["test_accuracy"] is not None:
