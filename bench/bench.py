@@ -6,7 +6,8 @@ Sections (each runs its commands as child processes, so wall time and peak memor
 whole-process figures; pairs are interleaved A B A B so machine drift hits both):
   pipeline  `python -m pipelines.local_runner` wall / bench/bare_train.py wall, same epochs and images;
             peak RSS of the run (largest process, and the process tree summed); full mode also runs
-            it with --cold-steps (kfp's own launcher) in the same rotation
+            it with --cold-steps (kfp's own launcher) and --serial-steps (kfp's own one-at-a-time
+            order) in the same rotation
   train     trainer samples/s / bare model.fit samples/s, same batch (bench/train_speed.py)
   tune      `imgclf-tune` (successive halving) wall / bench/seed_search.py wall, best val accuracy of both
   serve     `make serve` vs in-process (bench/serve_bench.py, on the model the pipeline section pushed)
@@ -133,8 +134,8 @@ def section_pipeline(cfg: dict, work: Path) -> dict:
     if cfg is QUICK:
         bare += ["--test-examples", "2000"]
     commands = [("local", local), ("bare", bare)]
-    if cfg is FULL:  # the lever: the same run with kfp's own launcher (every step a fresh interpreter)
-        commands.append(("local_cold", [*local, "--cold-steps"]))
+    if cfg is FULL:  # the levers: kfp's own launcher (every step a fresh interpreter), kfp's own serial order
+        commands += [("local_cold", [*local, "--cold-steps"]), ("local_serial", [*local, "--serial-steps"])]
     rows = []
     for i in range(cfg["pairs"]):
         order = commands if i % 2 == 0 else commands[::-1]
@@ -152,7 +153,12 @@ def section_pipeline(cfg: dict, work: Path) -> dict:
                 "ratio_warm_to_cold_steps": round(median([p["local"]["wall_seconds"] / p["local_cold"]["wall_seconds"]
                                                           for p in rows]), 3),
                 "run_local_cold_step_seconds": _step_seconds(rows[-1]["local_cold"]["stdout"]),
-                "run_local_cold_peak_rss_mib": max(p["local_cold"]["peak_rss_mib"] for p in rows)}
+                "run_local_cold_peak_rss_mib": max(p["local_cold"]["peak_rss_mib"] for p in rows),
+                "run_local_serial_steps_wall_seconds": [p["local_serial"]["wall_seconds"] for p in rows],
+                "ratio_side_tasks_to_serial": round(median([p["local"]["wall_seconds"]
+                                                            / p["local_serial"]["wall_seconds"] for p in rows]), 3),
+                "run_local_serial_step_seconds": _step_seconds(rows[-1]["local_serial"]["stdout"]),
+                "run_local_serial_peak_rss_tree_mib": max(p["local_serial"]["peak_rss_tree_mib"] for p in rows)}
     return {**cold,
         "train_examples": n, "epochs": epochs,
         "run_local_wall_seconds": local_walls, "bare_script_wall_seconds": bare_walls,
@@ -306,6 +312,9 @@ def print_summary(report: dict) -> None:
               f"{p['run_local_wall_seconds']} s vs {p['bare_script_wall_seconds']} s; peak RSS run-local "
               f"{p['run_local_peak_rss_mib']} MiB largest process, {p['run_local_peak_rss_tree_mib']} MiB all; "
               f"load {p['load_average_before']})")
+        if "ratio_warm_to_cold_steps" in p:
+            print(f"    levers: warm steps / --cold-steps {p['ratio_warm_to_cold_steps']:.2f}, side tasks beside the "
+                  f"main line / --serial-steps {p['ratio_side_tasks_to_serial']:.2f}")
     if "train" in s:
         t = s["train"]
         print(f"  trainer / bare fit samples/s   {t['ratio_trainer_to_bare_fit']:.2f}  (target >= 1.0; "
