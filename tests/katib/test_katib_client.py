@@ -36,7 +36,7 @@ def test_succeeded_experiment_yields_best_hyperparameters(tmp_path):
 
     best = json.loads((tmp_path / "best_hyperparameters.json").read_text())
     hp = HyperParams.from_dict(best)  # what train's --hparams-json does
-    assert (hp.batch_size, hp.learning_rate, hp.conv1_filters, hp.dense_units) == (64, 0.0001, 16, 0)
+    assert (hp.batch_size, hp.learning_rate, hp.conv1_filters, hp.dense_units) == (16, 0.0001, 16, 0)  # first of each
     assert result["best_val_accuracy"] == pytest.approx(0.9012)  # metricStrategy max
     assert result["trials_total"] == 3 and result["experiment"] == f"{NS}/{name}"
     assert json.loads((tmp_path / "metrics.json").read_text())["best_trial"].startswith(name)

@@ -22,7 +22,7 @@ def test_packaged_space_matches_the_issue():
     space = search_space.load()
     names = [p.name for p in space.parameters]
     assert set(names) <= {f.name for f in fields(HyperParams)}
-    assert space.parameter("batch_size").values == (64, 128, 256)
+    assert space.parameter("batch_size").values == (16, 32, 64, 128)
     lr = space.parameter("learning_rate")
     assert (lr.type, lr.scale, lr.min, lr.max) == ("float", "log", 1e-4, 1e-2)
     assert 0 in space.parameter("dense_units").values

@@ -99,7 +99,8 @@ def test_cli_help_and_bad_space(tmp_path):
 
 
 def test_first_trial_is_the_untuned_baseline(tiny_dataset, tmp_path):
-    result = tune(tiny_dataset, str(tmp_path), max_trials=1, epochs=1, log=lambda _: None)
+    # KerasTuner's trial 1; halving's configuration 1 is checked by test_halving_samples_the_baseline_first_...
+    result = tune(tiny_dataset, str(tmp_path), algorithm="bayesian", max_trials=1, epochs=1, log=lambda _: None)
     assert result["best_hyperparameters"] == {**HyperParams().to_dict(), "epochs": 1}
 
 
@@ -136,14 +137,14 @@ def test_halving_promotes_the_best_third_and_writes_what_train_reads(tiny_datase
     lines: list[str] = []
     space = dataclasses.replace(small_space, algorithm="halving")
     result = tune(tiny_dataset, str(tmp_path), space, max_trials=4, epochs=2, log=lines.append)
-    rung1 = [line for line in lines if line.startswith("rung 1 ")]
-    rung2 = [line for line in lines if line.startswith("rung 2 ")]
-    assert (len(rung1), len(rung2)) == (4, 2)  # ceil(4 / 3) promoted
-    assert " 120 images)" in rung1[0] and " 240 images)" in rung2[0]  # a quarter, then half of 480
+    rung1, rung2, rung3 = ([line for line in lines if line.startswith(f"rung {r} ")] for r in (1, 2, 3))
+    assert (len(rung1), len(rung2), len(rung3)) == (8, 3, 2)  # 2 x 4 configurations, ceil(8 / 3), 2 finalists
+    assert " 60 images)" in rung1[0] and " 240 images)" in rung2[0] and " 480 images)" in rung3[0]
+    assert result["best_trial"] in {line.split()[3].split("/")[0] for line in rung3}  # the pick ran on all data
     saved = json.loads((tmp_path / "best_hyperparameters.json").read_text())
     assert saved == result["best_hyperparameters"] and saved["epochs"] == 2
     HyperParams.from_dict(saved)
-    assert result["algorithm"] == "halving" and result["trials_total"] == 4
+    assert result["algorithm"] == "halving" and result["trials_total"] == 8
     assert "(best)" in (tmp_path / "trials.md").read_text()
 
 
@@ -156,3 +157,11 @@ def test_halving_samples_the_baseline_first_then_distinct_points(small_space):
     assert configs == halving.sample_configurations(search_space.load(), 10, seed=1)
     for c in configs:
         assert all(p.contains(c[p.name]) for p in search_space.load().parameters), c
+
+
+def test_halving_promotes_a_third_then_the_finalists():
+    from imgclf.steps import halving
+
+    assert [halving.promoted(0, n) for n in (1, 3, 4, 10, 15)] == [1, 1, 2, 4, 5]
+    assert [halving.promoted(1, n) for n in (1, 2, 4, 5)] == [1, 2, 2, 2]
+    assert halving.RUNGS[-1] == (1.0, 1.0)  # the last rung sees the whole train and eval splits

@@ -1,16 +1,20 @@
-"""Successive halving over the search space: cheap proxy trials on a subset, the best third promoted.
+"""Successive halving over the search space: cheap proxy trials on subsets, the best promoted to full data.
 
 The multi-fidelity search behind `imgclf-tune --algorithm halving` (the space's default for
-KerasTuner). With max_trials configurations:
-  rung 1  every configuration trains 1 epoch on a seeded quarter of the train split and is
-          scored on a seeded quarter of the eval split;
-  rung 2  the best ceil(max_trials / 3) continue from their rung-1 weights for 1 epoch on a
-          seeded half of the train split and are scored on the whole eval split.
-The best of rung 2 is the answer; training it for the full `epochs` on the whole split is the
-train step's job (counted apart). Configuration 1 is the untuned defaults (when they lie in the
-space), the others are drawn at random from the space with the seed: random draws are what
-successive halving is built on, and each costs one proxy epoch, so ten of them cost less than
-two full trials. A hopeless configuration stops after its first proxy epoch.
+KerasTuner). A budget of max_trials full trials buys CONFIGS_PER_TRIAL * max_trials configurations,
+each rung 1 epoch continuing from the previous rung's weights:
+  rung 1  every configuration trains on a seeded eighth of the train split, scored on a
+          seeded half of the eval split;
+  rung 2  the best third train on a seeded half of the train split, scored on the whole
+          eval split;
+  rung 3  the best FINALISTS (2) train on the whole train split, scored on the whole eval split.
+The best of rung 3 is the answer; training it from scratch for the full `epochs` is the train
+step's job (counted apart). Rung 3 is there because the proxy rungs see an eighth and a half of
+the data: they favour what learns fastest (a high learning rate), not what ends best, and a last
+epoch on all of it separates the finalists more the way a full run does. Configuration 1 is the
+untuned defaults (when they lie in the space), the others are drawn at random from the space
+with the seed: random draws are what successive halving is built on, so rung 1 is kept cheap
+to afford many of them, and a hopeless configuration stops after its first proxy epoch.
 """
 
 from __future__ import annotations
@@ -23,8 +27,10 @@ import numpy as np
 from imgclf.model import input_pipeline
 from imgclf.model.search_space import SearchSpace
 
-ETA = 3  # the best 1/ETA of each rung is promoted
-RUNGS = ((0.25, 0.25), (0.5, 1.0))  # (train fraction, eval fraction) of rung 1 and rung 2, 1 epoch each
+CONFIGS_PER_TRIAL = 2  # configurations drawn per trial of the budget (rung 1 costs an eighth of an epoch each)
+ETA = 3  # the best 1/ETA of rung 1 is promoted to rung 2
+FINALISTS = 2  # the best of rung 2 promoted to rung 3 (the whole train split)
+RUNGS = ((0.125, 0.5), (0.5, 1.0), (1.0, 1.0))  # (train fraction, eval fraction) of each rung, 1 epoch each
 
 
 def sample_configurations(space: SearchSpace, count: int, seed: int) -> list[dict]:
@@ -62,10 +68,16 @@ def _subset(n: int, fraction: float, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=max(1, int(n * fraction)), replace=False))
 
 
-def search(space: SearchSpace, train_xy, eval_xy, max_trials: int, seed: int, log=print) -> dict:
-    """Run the two rungs; returns {"best": values, "best_score", "trials": [...], "seconds"}.
+def promoted(rung: int, alive: int) -> int:
+    """How many of `alive` configurations that finished rung `rung` (0-based) go on to the next rung."""
+    return math.ceil(alive / ETA) if rung == 0 else min(FINALISTS, alive)
 
-    Each trial row: {"trial", "values", "scores": [rung-1 score, rung-2 score or None], "seconds"}.
+
+def search(space: SearchSpace, train_xy, eval_xy, max_trials: int, seed: int, log=print) -> dict:
+    """Run the rungs over CONFIGS_PER_TRIAL * max_trials configurations; returns {"best": values, "best_score",
+    "trials": [...], "seconds"}.
+
+    Each trial row: {"trial", "values", "scores": [one per rung, None past the rung it stopped at], "seconds"}.
     """
     import keras
 
@@ -77,7 +89,7 @@ def search(space: SearchSpace, train_xy, eval_xy, max_trials: int, seed: int, lo
     x, y = train_xy
     start = time.perf_counter()
     trials = [{"trial": i + 1, "values": v, "scores": [], "seconds": 0.0}
-              for i, v in enumerate(sample_configurations(space, max_trials, seed))]
+              for i, v in enumerate(sample_configurations(space, CONFIGS_PER_TRIAL * max_trials, seed))]
     models = {}
     alive = trials
     for rung, (train_fraction, eval_fraction) in enumerate(RUNGS):
@@ -100,7 +112,7 @@ def search(space: SearchSpace, train_xy, eval_xy, max_trials: int, seed: int, lo
             log(f"rung {rung + 1} trial {t['trial']}/{len(trials)}: {metric}={t['scores'][-1]:.4f} {values} "
                 f"({time.perf_counter() - t0:.1f} s, {len(rows)} images)")
         if rung + 1 < len(RUNGS):
-            keep = math.ceil(len(alive) / ETA)
+            keep = promoted(rung, len(alive))
             alive = sorted(alive, key=lambda t: -sign * t["scores"][-1])[:keep]
             for t in trials:
                 if t not in alive:
@@ -116,12 +128,14 @@ def markdown(space: SearchSpace, result: dict, metrics: dict) -> str:
     """The trials as a Markdown table (KFP's Markdown viewer): rung scores, seconds, values; best marked."""
     metric = space.objective.metric
     names = [p.name for p in space.parameters]
-    lines = [f"# Hyperparameter search: successive halving ({len(RUNGS)} rungs, best 1/{ETA} promoted)", "",
+    rungs = "; ".join(f"rung {i + 1}: 1 epoch on {train:.0%} of the train split" for i, (train, _) in enumerate(RUNGS))
+    lines = [f"# Hyperparameter search: successive halving ({len(RUNGS)} rungs: best 1/{ETA}, then best "
+             f"{FINALISTS} promoted)", "",
              f"Best {metric}: **{result['best_score']:.4f}** (trial {result['best_trial']}); "
-             f"{metrics['trials_total']} configurations in {metrics['seconds']:.0f} s. Rung 1: 1 epoch on "
-             f"{RUNGS[0][0]:.0%} of the train split; rung 2: 1 more epoch on {RUNGS[1][0]:.0%}.", "",
-             f"| trial | rung 1 {metric} | rung 2 {metric} | seconds | " + " | ".join(names) + " |",
-             "|" + "---|" * (4 + len(names))]
+             f"{metrics['trials_total']} configurations in {metrics['seconds']:.0f} s. {rungs}.", "",
+             "| trial | " + " | ".join(f"rung {i + 1} {metric}" for i in range(len(RUNGS))) + " | seconds | "
+             + " | ".join(names) + " |",
+             "|" + "---|" * (2 + len(RUNGS) + len(names))]
 
     def cell(v):
         return "-" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))

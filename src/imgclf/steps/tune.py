@@ -7,7 +7,7 @@ Output directory:
     tuner/                     KerasTuner state; re-running on the same output resumes the search
 
 `halving` (imgclf.steps.halving: successive halving, proxy trials on subsets) runs without
-KerasTuner state: it takes about a tenth of a full search's time, so it does not resume.
+KerasTuner state: it takes about a quarter of a full search's time, so it does not resume.
 Batch size is tuned by overriding `HyperModel.fit` (KerasTuner's documented way), not
 `Tuner.run_trial`: the stock Bayesian, Random and Hyperband tuners keep their own
 run_trial (checkpointing, Hyperband's epoch budget and weight hand-over) unchanged.
