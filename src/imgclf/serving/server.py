@@ -32,11 +32,15 @@ Speed (bench/serve_bench.py, which times server and in-process rows in turns in 
   body; floats and every malformed body still go through the general parser);
 - uvloop (kserve starts uvicorn inside its own asyncio.run(), so uvicorn's loop="auto" never
   applied it): single p50 -3%, batch within noise; kept, kserve means to use it;
-- one TensorFlow thread (--tf-threads 1, intra- and inter-op; the default here) against TF's
-  default of one per core, in three runs: single p50 1.61x vs 1.81x, 1.68x vs 1.80x, 1.63x vs
-  1.81x of in-process, batch-64 JSON 0.70 vs 0.67, 0.71 vs 0.68, 0.55 vs 0.65 (the last at load
-  ~9). On 2 cores shared with the client, a second TF thread mostly waits or spins; on a
-  larger dedicated machine try --tf-threads 0. 2/1 (intra/inter): between the two;
+- TensorFlow's thread pools: --tf-threads 1 (intra- and inter-op) against TF's default of one per
+  core (--tf-threads 0, the default). At load 5-9 (2 cores shared with the client and other
+  work) 1 won at p50 (1.61x vs 1.81x, 1.68x vs 1.80x, 1.63x vs 1.81x of in-process) and mostly
+  on batch-64 JSON (0.70 vs 0.67, 0.71 vs 0.68, 0.55 vs 0.65). On the idle machine TF's default
+  won on throughput, the figure a server is for: batch-64 0.62 vs 0.56 (JSON) and 0.70 vs 0.64
+  (b64), single p50 1.73x vs 1.56x, p99 1.65x vs 1.53x; and with the roles swapped (the benched
+  server at 0, the --also row at 1) 0.66 vs 0.58 and 0.75 vs 0.66, p99 1.63x vs 1.67x (two runs,
+  both servers in the same turns, load 0.8-1.0). So the default is TF's own; --tf-threads 1 suits a node shared with other work.
+  2/1 (intra/inter): between the two;
 - the model runs on the event-loop thread: a worker thread (run_in_executor) was 3-5% slower
   at p50; gc.freeze() after start: no change;
 - the same predict function on a bare uvicorn app (no kserve, no Starlette) was p50 ~0.6 ms
@@ -216,9 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH, help="most images in one request")
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
     parser.add_argument("--access-log", action="store_true", help="log every request (slower)")
-    parser.add_argument("--tf-threads", type=int, default=1,
-                        help="TensorFlow's intra- and inter-op threads (0: its default, one per core); 1 was "
-                             "faster on 2 shared cores, see the module docstring")
+    parser.add_argument("--tf-threads", type=int, default=0,
+                        help="TensorFlow's intra- and inter-op threads (0, the default: TensorFlow's own, one per "
+                             "core); 1 was faster on 2 busy shared cores, see the module docstring")
     return parser
 
 
