@@ -26,12 +26,18 @@ import threading
 SIDE_TASKS = ("label-audit-op", "export-tflite-op")
 
 
+def side_sinks(tasks: dict, side: tuple[str, ...] | None = None) -> set[str]:
+    """The tasks named in `side` (default: SIDE_TASKS) that no other task depends on."""
+    side = SIDE_TASKS if side is None else side
+    dependents = {dep for spec in tasks.values() for dep in spec.dependent_tasks}
+    return {t for t in tasks if t in side and t not in dependents}
+
+
 def side_first_order(order: list[str], tasks: dict, side: tuple[str, ...] | None = None) -> list[str]:
     """kfp's stack (executed by popping from the right) with each side sink (default: SIDE_TASKS) moved to
     run right after its last dependency. Other tasks keep their relative order."""
-    side = SIDE_TASKS if side is None else side
-    dependents = {dep for spec in tasks.values() for dep in spec.dependent_tasks}
-    movable = [t for t in reversed(order) if t in side and t not in dependents]
+    sinks = side_sinks(tasks, side)
+    movable = [t for t in reversed(order) if t in sinks]
     run = [t for t in reversed(order) if t not in movable]  # in execution order
     for task in movable:
         deps = set(tasks[task].dependent_tasks)
@@ -69,13 +75,14 @@ class Background:
 
     def __init__(self, execute):
         self.execute = execute
+        self.sinks: set[str] = set()  # side sinks seen by the sort: only these may run in the background
         self.threads: list[threading.Thread] = []
         self.failed: list[str] = []
         self.lock = threading.Lock()
 
     def __call__(self, *args, **kwargs):
         task_name = kwargs.get("task_name", args[0] if args else None)
-        if task_name not in SIDE_TASKS:
+        if task_name not in self.sinks:
             return self.execute(*args, **kwargs)
         from kfp.local import status
 
@@ -120,6 +127,7 @@ def side_tasks_in_background(enabled: bool = True):
     background = Background(original_execute)
 
     def sort(tasks):
+        background.sinks |= side_sinks(tasks)
         return side_first_order(original_sort(tasks), tasks)
 
     def at_the_root_wait_for(run):

@@ -142,3 +142,15 @@ def test_disabled_leaves_kfp_alone():
     with side_tasks.side_tasks_in_background():
         assert all(a is not b for a, b in zip(current(), before))
     assert current() == before
+
+
+def test_only_sinks_the_sort_found_run_in_the_background():
+    calls = []
+    background = side_tasks.Background(lambda **kw: calls.append(kw["task_name"]) or ({"x": 1}, "done"))
+    # A named task the sort did not find to be a sink (something reads it) runs inline, outputs and all.
+    assert background(task_name="label-audit-op") == ({"x": 1}, "done")
+    assert calls == ["label-audit-op"] and not background.threads
+    tasks = {"ingest": spec(), "label-audit-op": spec("ingest"), "train": spec("ingest", "label-audit-op")}
+    assert side_tasks.side_sinks(tasks) == set()
+    tasks["train"] = spec("ingest")
+    assert side_tasks.side_sinks(tasks) == {"label-audit-op"}
