@@ -137,7 +137,9 @@ def label_audit(dataset_dir: str, output_dir: str, max_examples: int = A.label_a
     rows = np.arange(len(labels))
     if 0 < max_examples < len(labels):
         rows = np.sort(np.random.default_rng(seed).choice(len(labels), max_examples, replace=False))
-    x, y = images[rows], labels[rows].astype(np.int64)
+    # The whole split (the default) is audited in place: indexing it with every row would copy it.
+    x = images if len(rows) == len(labels) else images[rows]
+    y = labels[rows].astype(np.int64)
     counts = np.bincount(y, minlength=settings.NUM_CLASSES)
     if counts.min() < folds:
         raise UserError(f"{dataset_dir}/train.npz: field 'labels': class {int(counts.argmin())} has "
