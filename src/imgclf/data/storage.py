@@ -288,18 +288,12 @@ def create_exclusive(uri: str, data: bytes) -> bool:
     """
     loc = parse_uri(uri)
     if not loc.is_remote:
-        path = Path(loc.path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.link(tmp, path)
-            return True
-        except FileExistsError:
-            return False
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        with _temp_file_beside(Path(loc.path), data) as tmp:
+            try:
+                os.link(tmp, loc.path)  # fails if the target exists
+                return True
+            except FileExistsError:
+                return False
     with store_errors(loc):
         try:
             filesystem(loc.scheme).pipe_file(loc.fs_path(), data, mode="create")
@@ -308,18 +302,24 @@ def create_exclusive(uri: str, data: bytes) -> bool:
             return False
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write a local text file via a temp file and rename, so readers never see half a file."""
-    path = Path(path)
+@contextmanager
+def _temp_file_beside(path: Path, data: bytes):
+    """A temp file holding data in path's directory (created if needed), for the caller to publish as path
+    (link or rename); removed on leaving unless it was renamed away."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        yield tmp
+    finally:
         Path(tmp).unlink(missing_ok=True)
-        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write a local text file via a temp file and rename, so readers never see half a file."""
+    with _temp_file_beside(Path(path), text.encode()) as tmp:
+        os.replace(tmp, path)
 
 
 def check_new_output(out: str | Path) -> Path:
