@@ -33,10 +33,9 @@ def side_sinks(tasks: dict, side: tuple[str, ...] | None = None) -> set[str]:
     return {t for t in tasks if t in side and t not in dependents}
 
 
-def side_first_order(order: list[str], tasks: dict, side: tuple[str, ...] | None = None) -> list[str]:
-    """kfp's stack (executed by popping from the right) with each side sink (default: SIDE_TASKS) moved to
-    run right after its last dependency. Other tasks keep their relative order."""
-    sinks = side_sinks(tasks, side)
+def side_first_order(order: list[str], tasks: dict, sinks: set[str]) -> list[str]:
+    """kfp's stack (executed by popping from the right) with each of `sinks` (side_sinks) moved to run right
+    after its last dependency. Other tasks keep their relative order."""
     movable = [t for t in reversed(order) if t in sinks]
     run = [t for t in reversed(order) if t not in movable]  # in execution order
     for task in movable:
@@ -127,8 +126,9 @@ def side_tasks_in_background(enabled: bool = True):
     background = Background(original_execute)
 
     def sort(tasks):
-        background.sinks |= side_sinks(tasks)
-        return side_first_order(original_sort(tasks), tasks)
+        sinks = side_sinks(tasks)
+        background.sinks |= sinks
+        return side_first_order(original_sort(tasks), tasks, sinks)
 
     def at_the_root_wait_for(run):
         def run_dag(**kwargs):

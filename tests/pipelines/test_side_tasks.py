@@ -46,11 +46,11 @@ def test_side_sink_moves_right_after_its_dependencies():
     tasks = {"ingest": spec(), "validate": spec("ingest"), "train": spec("validate"), "audit": spec("ingest"),
              "evaluate": spec("train"), "tflite": spec("train"), "push": spec("evaluate")}
     kfp_stack = ["push", "tflite", "evaluate", "audit", "train", "validate", "ingest"]  # popped from the right
-    order = side_tasks.side_first_order(kfp_stack, tasks, side=("audit", "tflite"))
+    order = side_tasks.side_first_order(kfp_stack, tasks, side_tasks.side_sinks(tasks, side=("audit", "tflite")))
     assert list(reversed(order)) == ["ingest", "audit", "validate", "train", "tflite", "evaluate", "push"]
     # A named task that something depends on is not a sink: it keeps kfp's place.
     tasks["push"] = spec("evaluate", "audit")
-    order = side_tasks.side_first_order(kfp_stack, tasks, side=("audit", "tflite"))
+    order = side_tasks.side_first_order(kfp_stack, tasks, side_tasks.side_sinks(tasks, side=("audit", "tflite")))
     assert list(reversed(order)) == ["ingest", "validate", "train", "tflite", "audit", "evaluate", "push"]
 
 
