@@ -12,7 +12,8 @@ from imgclf import settings
 
 @dsl.component(base_image=settings.CPU_IMAGE, install_kfp_package=False)
 def default_hyperparameters_op(conv1_filters: int, conv2_filters: int, kernel_size: int, dense_units: int,
-                               dropout: float, learning_rate: float, batch_size: int) -> str:
+                               dropout: float, learning_rate: float, min_lr_fraction: float,
+                               batch_size: int) -> str:
     """Check the given (untuned) hyperparameters and return them as JSON."""
     from imgclf.errors import exit_on_user_error
 
@@ -23,5 +24,6 @@ def default_hyperparameters_op(conv1_filters: int, conv2_filters: int, kernel_si
     from imgclf.model.hyperparams import HyperParams
 
     hp = HyperParams(conv1_filters=conv1_filters, conv2_filters=conv2_filters, kernel_size=kernel_size,
-                     dense_units=dense_units, dropout=dropout, learning_rate=learning_rate, batch_size=batch_size)
+                     dense_units=dense_units, dropout=dropout, learning_rate=learning_rate,
+                     min_lr_fraction=min_lr_fraction, batch_size=batch_size)
     return json.dumps({k: v for k, v in hp.to_dict().items() if k != "epochs"}, sort_keys=True)

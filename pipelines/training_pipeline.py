@@ -59,6 +59,7 @@ def build_pipeline(gpu: bool = False):
         dense_units: int = T.dense_units,
         dropout: float = T.dropout,
         learning_rate: float = T.learning_rate,
+        min_lr_fraction: float = T.min_lr_fraction,
         batch_size: int = T.batch_size,
         epochs: int = T.epochs,
         accuracy_threshold: float = E.accuracy_threshold,
@@ -94,7 +95,8 @@ def build_pipeline(gpu: bool = False):
         with dsl.Else():
             defaults = step(default_hyperparameters_op(
                 conv1_filters=conv1_filters, conv2_filters=conv2_filters, kernel_size=kernel_size,
-                dense_units=dense_units, dropout=dropout, learning_rate=learning_rate, batch_size=batch_size),
+                dense_units=dense_units, dropout=dropout, learning_rate=learning_rate,
+                min_lr_fraction=min_lr_fraction, batch_size=batch_size),
                 "hyperparameters").after(validate)
         best = dsl.OneOf(keras_tuner.outputs["Output"], katib.outputs["Output"], defaults.output)
         train = step(train_op(dataset=dataset, hyperparameters=best, epochs=epochs, seed=seed), "train")

@@ -81,7 +81,7 @@ def test_local_pipeline_end_to_end_pushes_only_blessed(tmp_path, monkeypatch, fm
     monkeypatch.setattr(local_runner, "PIPELINE_ROOT", tmp_path / "outputs")
     base = str(tmp_path / "serving")
     params = {"data_uri": fmnist_dir, "max_train_examples": 1500, "max_test_examples": 300, "epochs": 1,
-              "batch_size": 64, "push_base": base, "model_name": "fm", "accuracy_threshold": 0.5}
+              "batch_size": 32, "push_base": base, "model_name": "fm", "accuracy_threshold": 0.5}
     first = local_runner.run_local(params, tmp_path / "outputs")
     assert first["blessed"] is True and first["pushed_version"] == 1, first
     assert 0.5 <= first["test_accuracy"] <= 1.0

@@ -133,9 +133,33 @@ def test_unblessed_model_is_not_pushed(trained_model, small_dataset, tmp_path):
 def test_hyperparameters_are_checked():
     with pytest.raises(UserError, match="dropout=1.5"):
         HyperParams(dropout=1.5)
+    with pytest.raises(UserError, match=r"min_lr_fraction=1.5: must be in \[0, 1\]"):
+        HyperParams(min_lr_fraction=1.5)
     with pytest.raises(UserError, match="unknown hyperparameter"):
         HyperParams.from_dict({"units": 3})
     assert HyperParams.from_dict({"batch_size": "32", "learning_rate": "0.01"}).batch_size == 32
+
+
+@pytest.mark.parametrize("min_lr_fraction", [0.25, 1.0])
+def test_learning_rate_decays_over_the_whole_run_to_its_floor(small_dataset, min_lr_fraction):
+    import keras
+
+    from imgclf.steps.train import fit
+
+    (x, y), eval_xy = datasets.load_split(small_dataset, "train"), datasets.load_split(small_dataset, "eval")
+    hp = HyperParams(epochs=2, batch_size=100, learning_rate=0.004, min_lr_fraction=min_lr_fraction)
+    seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+
+    model, _ = fit(hp, (x[:500], y[:500]), eval_xy, seed=1, metrics_format="none", extra_callbacks=[Record()])
+    assert int(model.optimizer.iterations) == 2 * 5  # ceil(500 / 100) steps per epoch, the last batch kept
+    if min_lr_fraction == 1.0:  # constant: no schedule at all
+        assert seen == pytest.approx([0.004, 0.004])
+    else:  # cosine: halfway it is the mean of start and floor, and it ends on the floor
+        assert seen == pytest.approx([0.004 * (1 + min_lr_fraction) / 2, 0.004 * min_lr_fraction], rel=1e-5)
 
 
 def test_train_cli_katib_format_prints_metric_lines(small_dataset, tmp_path, capsys):

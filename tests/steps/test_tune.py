@@ -73,10 +73,10 @@ def test_interrupted_trial_runs_again(tiny_dataset, small_space, tmp_path, monke
 
     real_build = imgclf.model.network.build_model
 
-    def build_then_die(hp):
+    def build_then_die(hp, **options):
         if len(list((tmp_path / "tuner").glob("trial_*"))) == 2:
             raise KeyboardInterrupt  # what Ctrl-C or a pod eviction does mid-trial
-        return real_build(hp)
+        return real_build(hp, **options)
 
     monkeypatch.setattr(imgclf.model.network, "build_model", build_then_die)
     with pytest.raises(KeyboardInterrupt):
@@ -133,18 +133,18 @@ def test_fingerprint_is_written_whole_and_checked(tmp_path):
         tune_step._check_resumable(tmp_path, {"space": "ab", "epochs": 2})
 
 
-def test_halving_promotes_the_best_third_and_writes_what_train_reads(tiny_dataset, small_space, tmp_path):
+def test_halving_promotes_the_best_quarter_and_writes_what_train_reads(tiny_dataset, small_space, tmp_path):
     lines: list[str] = []
     space = dataclasses.replace(small_space, algorithm="halving")
-    result = tune(tiny_dataset, str(tmp_path), space, max_trials=4, epochs=2, log=lines.append)
+    result = tune(tiny_dataset, str(tmp_path), space, max_trials=5, epochs=2, log=lines.append)
     rung1, rung2, rung3 = ([line for line in lines if line.startswith(f"rung {r} ")] for r in (1, 2, 3))
-    assert (len(rung1), len(rung2), len(rung3)) == (8, 3, 2)  # 2 x 4 configurations, ceil(8 / 3), 2 finalists
-    assert " 60 images)" in rung1[0] and " 240 images)" in rung2[0] and " 480 images)" in rung3[0]
+    assert (len(rung1), len(rung2), len(rung3)) == (10, 3, 2)  # 2 x 5 configurations, ceil(10 / 4), 2 finalists
+    assert " 60 images)" in rung1[0] and " 160 images)" in rung2[0] and " 480 images)" in rung3[0]
     assert result["best_trial"] in {line.split()[3].split("/")[0] for line in rung3}  # the pick ran on all data
     saved = json.loads((tmp_path / "best_hyperparameters.json").read_text())
     assert saved == result["best_hyperparameters"] and saved["epochs"] == 2
     HyperParams.from_dict(saved)
-    assert result["algorithm"] == "halving" and result["trials_total"] == 8
+    assert result["algorithm"] == "halving" and result["trials_total"] == 10
     assert "(best)" in (tmp_path / "trials.md").read_text()
 
 
@@ -159,9 +159,9 @@ def test_halving_samples_the_baseline_first_then_distinct_points(small_space):
         assert all(p.contains(c[p.name]) for p in search_space.load().parameters), c
 
 
-def test_halving_promotes_a_third_then_the_finalists():
+def test_halving_promotes_a_quarter_then_the_finalists():
     from imgclf.steps import halving
 
-    assert [halving.promoted(0, n) for n in (1, 3, 4, 10, 15)] == [1, 1, 2, 4, 5]
+    assert [halving.promoted(0, n) for n in (1, 4, 5, 10, 20)] == [1, 1, 2, 3, 5]
     assert [halving.promoted(1, n) for n in (1, 2, 4, 5)] == [1, 2, 2, 2]
     assert halving.RUNGS[-1] == (1.0, 1.0)  # the last rung sees the whole train and eval splits

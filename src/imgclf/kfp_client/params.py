@@ -141,7 +141,7 @@ def resolve_parameters(
 AT_LEAST_ONE = ("epochs", "batch_size")
 AT_LEAST_ZERO = ("max_train_examples", "max_test_examples", "label_audit_examples", "tune_max_trials",
                  "tune_epochs", "dense_units")
-FRACTIONS_CLOSED = ("accuracy_threshold", "change_tolerance", "dropout")  # in [0, 1]
+FRACTIONS_CLOSED = ("accuracy_threshold", "change_tolerance", "dropout", "min_lr_fraction")  # in [0, 1]
 FRACTIONS_OPEN = ("eval_fraction",)  # in (0, 1)
 URIS = ("data_uri", "push_base")  # must be given; schema_uri and reference_statistics_uri may be ''
 OPTIONAL_URIS = ("schema_uri", "reference_statistics_uri")

@@ -20,6 +20,11 @@ EVAL_BATCH_SIZE = 1024
 PREFETCH_BATCHES = 4
 
 
+def steps_per_epoch(examples: int, batch_size: int) -> int:
+    """Training steps in one epoch of train_batches: the last batch may be short, never dropped."""
+    return math.ceil(examples / batch_size)
+
+
 def train_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int):
     """Shuffled batches of ([B,28,28,1] uint8, [B] labels), a new seeded order each epoch, no copy of the split."""
     import tensorflow as tf
@@ -37,7 +42,7 @@ def train_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed:
                  tf.TensorSpec((None,), tf.as_dtype(labels.dtype)))
     ds = tf.data.Dataset.from_generator(batches, output_signature=signature)
     # A known length: Keras then sizes epochs (and steps_per_execution) without probing for the end.
-    return ds.apply(tf.data.experimental.assert_cardinality(math.ceil(n / batch_size))).prefetch(PREFETCH_BATCHES)
+    return ds.apply(tf.data.experimental.assert_cardinality(steps_per_epoch(n, batch_size))).prefetch(PREFETCH_BATCHES)
 
 
 def shuffle_buffer_train_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int):

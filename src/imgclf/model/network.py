@@ -1,6 +1,7 @@
 """The classifier: the classic MNIST CNN, sizes configurable, written against Keras 3 only.
 
-Conv(c1)-MaxPool-Conv(c2)-MaxPool-Flatten-Dropout-[Dense(units)]-Dense(10, softmax).
+Conv(c1)-MaxPool-Conv(c2)-MaxPool-Flatten-Dropout-[Dense(units)]-Dense(10, softmax), trained with
+Adam whose learning rate cosine-decays over the whole run (HyperParams.min_lr_fraction sets the floor).
 Also the label audit's cheaper model (build_audit_model), a one-hidden-layer perceptron.
 No backend-specific ops, so the same code trains on TensorFlow (default; needed
 for SavedModel/TFLite export) or JAX (KERAS_BACKEND=jax). Pixel scaling is
@@ -13,9 +14,12 @@ from imgclf import settings
 from imgclf.model.hyperparams import HyperParams
 
 
-def build_model(hp: HyperParams, steps_per_execution: int = 1):
+def build_model(hp: HyperParams, steps_per_execution: int = 1, decay_steps: int = 0):
     """Build and compile the CNN for hyperparameters hp.
 
+    decay_steps > 0: Adam's learning rate cosine-decays from hp.learning_rate to
+    hp.min_lr_fraction of it over that many training steps (the whole run: learning_schedule_steps),
+    then stays there; 0 (or min_lr_fraction 1) keeps it constant.
     steps_per_execution > 1 runs that many training steps per call into the compiled
     function (less Python per step; Keras' own option).
     """
@@ -34,10 +38,20 @@ def build_model(hp: HyperParams, steps_per_execution: int = 1):
         x = layers.Dense(hp.dense_units, activation="relu")(x)
     outputs = layers.Dense(settings.NUM_CLASSES, activation="softmax", name=settings.SERVING_OUTPUT_PROBABILITIES)(x)
     model = keras.Model(inputs, outputs, name="cnn")
-    model.compile(optimizer=keras.optimizers.Adam(hp.learning_rate),
+    learning_rate = hp.learning_rate
+    if decay_steps > 0 and hp.min_lr_fraction < 1.0:
+        learning_rate = keras.optimizers.schedules.CosineDecay(hp.learning_rate, decay_steps, alpha=hp.min_lr_fraction)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                   steps_per_execution=steps_per_execution)
     return model
+
+
+def learning_schedule_steps(hp: HyperParams, train_examples: int) -> int:
+    """The training steps of a whole run (hp.epochs over train_examples): what build_model's decay spans."""
+    from imgclf.model.input_pipeline import steps_per_epoch
+
+    return steps_per_epoch(train_examples, hp.batch_size) * hp.epochs
 
 
 def build_audit_model(hidden_units: int, input_dropout: float, learning_rate: float, decay_steps: int,

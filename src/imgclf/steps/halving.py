@@ -5,14 +5,16 @@ KerasTuner). A budget of max_trials full trials buys CONFIGS_PER_TRIAL * max_tri
 each rung 1 epoch continuing from the previous rung's weights:
   rung 1  every configuration trains on a seeded eighth of the train split, scored on a
           seeded half of the eval split;
-  rung 2  the best third train on a seeded half of the train split, scored on the whole
+  rung 2  the best quarter train on a seeded third of the train split, scored on the whole
           eval split;
   rung 3  the best FINALISTS (2) train on the whole train split, scored on the whole eval split.
 The best of rung 3 is the answer; training it from scratch for the full `epochs` is the train
-step's job (counted apart). Rung 3 is there because the proxy rungs see an eighth and a half of
+step's job (counted apart). Rung 3 is there because the proxy rungs see an eighth and a third of
 the data: they favour what learns fastest (a high learning rate), not what ends best, and a last
-epoch on all of it separates the finalists more the way a full run does. Configuration 1 is the
-untuned defaults (when they lie in the space), the others are drawn at random from the space
+epoch on all of it separates the finalists more the way a full run does. The rungs are one run
+cut into pieces under the trainer's learning-rate schedule (cosine over all three rungs' steps),
+so a finalist ends rung 3 at the low learning rate a full training ends at. Configuration 1 is
+the untuned defaults (when they lie in the space), the others are drawn at random from the space
 with the seed: random draws are what successive halving is built on, so rung 1 is kept cheap
 to afford many of them, and a hopeless configuration stops after its first proxy epoch.
 """
@@ -28,9 +30,9 @@ from imgclf.model import input_pipeline
 from imgclf.model.search_space import SearchSpace
 
 CONFIGS_PER_TRIAL = 2  # configurations drawn per trial of the budget (rung 1 costs an eighth of an epoch each)
-ETA = 3  # the best 1/ETA of rung 1 is promoted to rung 2
+ETA = 4  # the best 1/ETA of rung 1 is promoted to rung 2
 FINALISTS = 2  # the best of rung 2 promoted to rung 3 (the whole train split)
-RUNGS = ((0.125, 0.5), (0.5, 1.0), (1.0, 1.0))  # (train fraction, eval fraction) of each rung, 1 epoch each
+RUNGS = ((0.125, 0.5), (1 / 3, 1.0), (1.0, 1.0))  # (train fraction, eval fraction) of each rung, 1 epoch each
 
 
 def sample_configurations(space: SearchSpace, count: int, seed: int) -> list[dict]:
@@ -92,8 +94,9 @@ def search(space: SearchSpace, train_xy, eval_xy, max_trials: int, seed: int, lo
               for i, v in enumerate(sample_configurations(space, CONFIGS_PER_TRIAL * max_trials, seed))]
     models = {}
     alive = trials
+    rung_rows = [_subset(len(y), train_fraction, seed + rung) for rung, (train_fraction, _) in enumerate(RUNGS)]
     for rung, (train_fraction, eval_fraction) in enumerate(RUNGS):
-        rows = _subset(len(y), train_fraction, seed + rung)
+        rows = rung_rows[rung]
         eval_rows = _subset(len(eval_xy[1]), eval_fraction, seed + 100 + rung)
         validation = input_pipeline.eval_batches(eval_xy[0][eval_rows], eval_xy[1][eval_rows])
         for t in alive:
@@ -101,7 +104,10 @@ def search(space: SearchSpace, train_xy, eval_xy, max_trials: int, seed: int, lo
             hp = space.to_hyperparams(t["values"])
             if rung == 0:
                 keras.utils.set_random_seed(seed)
-                models[t["trial"]] = build_model(hp, steps_per_execution=STEPS_PER_EXECUTION)
+                # The rungs are one run cut into pieces, under the trainer's schedule: the learning rate
+                # decays over all of them, so a finalist ends the last rung where a full training ends.
+                decay = sum(input_pipeline.steps_per_epoch(len(r), hp.batch_size) for r in rung_rows)
+                models[t["trial"]] = build_model(hp, steps_per_execution=STEPS_PER_EXECUTION, decay_steps=decay)
             model = models[t["trial"]]
             history = model.fit(input_pipeline.train_batches(x[rows], y[rows], hp.batch_size, seed + rung),
                                 validation_data=validation, epochs=rung + 1, initial_epoch=rung,

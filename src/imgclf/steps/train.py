@@ -25,7 +25,7 @@ from imgclf.data import datasets, storage
 from imgclf.model import input_pipeline
 from imgclf.errors import UserError, run_cli
 from imgclf.model.hyperparams import HyperParams
-from imgclf.model.network import build_model
+from imgclf.model.network import build_model, learning_schedule_steps
 
 
 def _epoch_printer(fmt: str):
@@ -98,7 +98,8 @@ def fit(hp: HyperParams, train_xy, eval_xy, seed: int, tensorboard_dir: str | No
     import keras
 
     keras.utils.set_random_seed(seed)
-    model = build_model(hp, steps_per_execution=steps_per_execution)
+    model = build_model(hp, steps_per_execution=steps_per_execution,
+                        decay_steps=learning_schedule_steps(hp, len(train_xy[1])))
     timer = epoch_timer()
     callbacks = [timer, *extra_callbacks]
     if metrics_format != "none":

@@ -55,16 +55,18 @@ def _declare(hp, space: SearchSpace) -> dict:
     return values
 
 
-def _hypermodel(space: SearchSpace, epochs: int, seed: int):
+def _hypermodel(space: SearchSpace, epochs: int, seed: int, train_examples: int):
     import keras
     import keras_tuner as kt
 
-    from imgclf.model.network import build_model
+    from imgclf.model.network import build_model, learning_schedule_steps
 
     class CnnHyperModel(kt.HyperModel):
         def build(self, hp):
             keras.utils.set_random_seed(seed)  # same initial weights for a given architecture in every trial
-            return build_model(space.to_hyperparams(_declare(hp, space)))
+            hparams = dataclasses.replace(space.to_hyperparams(_declare(hp, space)), epochs=epochs)
+            # The trainer's learning-rate schedule over a trial's epochs (Hyperband: its largest budget).
+            return build_model(hparams, decay_steps=learning_schedule_steps(hparams, train_examples))
 
         def fit(self, hp, model, x, y, validation_data, callbacks=None, **kwargs):
             hparams = space.to_hyperparams({p.name: hp.get(p.name) for p in space.parameters})
@@ -79,7 +81,8 @@ def _hypermodel(space: SearchSpace, epochs: int, seed: int):
     return CnnHyperModel()
 
 
-def _make_tuner(space: SearchSpace, algorithm: str, max_trials: int, epochs: int, seed: int, output_dir: Path, log):
+def _make_tuner(space: SearchSpace, algorithm: str, max_trials: int, epochs: int, seed: int, output_dir: Path, log,
+                train_examples: int):
     import keras_tuner as kt
 
     base = {"bayesian": kt.BayesianOptimization, "random": kt.RandomSearch, "hyperband": kt.Hyperband}[algorithm]
@@ -110,10 +113,10 @@ def _make_tuner(space: SearchSpace, algorithm: str, max_trials: int, epochs: int
                   seed=seed, directory=str(output_dir), project_name=PROJECT_NAME, overwrite=False,
                   max_consecutive_failed_trials=max(1, space.budget.max_failed_trials))
     if algorithm == "hyperband":
-        return ProgressTuner(_hypermodel(space, epochs, seed), max_epochs=epochs, factor=3, **common)
+        return ProgressTuner(_hypermodel(space, epochs, seed, train_examples), max_epochs=epochs, factor=3, **common)
     if algorithm == "bayesian":
         common["num_initial_points"] = space.budget.initial_random_trials
-    tuner = ProgressTuner(_hypermodel(space, epochs, seed), max_trials=max_trials, **common)
+    tuner = ProgressTuner(_hypermodel(space, epochs, seed, train_examples), max_trials=max_trials, **common)
     _start_from_baseline(tuner.oracle, space)
     return tuner
 
@@ -214,7 +217,7 @@ def tune(dataset_dir: str, output_dir: str, space: SearchSpace | str | None = No
     # The Gaussian process fit warns on every trial when a length scale hits its bound; noise here.
     warnings.filterwarnings("ignore", module="sklearn.gaussian_process")
     start = time.perf_counter()
-    tuner = _make_tuner(space, algorithm, max_trials, epochs, seed, out, log)
+    tuner = _make_tuner(space, algorithm, max_trials, epochs, seed, out, log, len(y_train))
     tuner.search(x_train, y_train, validation_data=(x_eval, y_eval), verbose=0)
     seconds = time.perf_counter() - start
 
