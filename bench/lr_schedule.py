@@ -3,9 +3,10 @@
     .venv/bin/python bench/lr_schedule.py --dataset DIR [--hparams-json FILE] [--runs 0.001:1,0.001:0,0.003:0]
 
 Each run is `LEARNING_RATE:MIN_LR_FRACTION` (min_lr_fraction 1 keeps the rate constant, 0 decays
-it to 0 over the run, imgclf.model.network) on top of the given hyperparameters (default: the
-untuned HyperParams()), trained by the trainer's own `fit` on the dataset's train split with the
-same seed, then scored on the eval and test splits. Prints one JSON line per run: the val accuracy
+it to 0 over the run, imgclf.model.network) on top of the given hyperparameters (the untuned
+HyperParams(), then --hparams-json, then the trainer's --flags, read as imgclf-train reads them;
+--runs sets the learning rate and its floor), trained by the trainer's own `fit` on the dataset's
+train split with the same seed, then scored on the eval and test splits. Prints one JSON line per run: the val accuracy
 after each epoch, the test accuracy and the seconds. README "Training: the learning-rate schedule"
 quotes it for the default rate.
 """
@@ -20,25 +21,30 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from imgclf.steps.train import add_hyperparameter_flags  # noqa: E402 (no TensorFlow import until fit)
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", required=True, help="an imgclf dataset directory (train, eval and test splits)")
     parser.add_argument("--hparams-json", help="hyperparameters to start from (default: HyperParams())")
+    add_hyperparameter_flags(parser)  # the trainer's own flags, over --hparams-json; --runs sets the two rates
     parser.add_argument("--runs", default="0.001:1,0.001:0,0.003:1,0.003:0",
                         help="comma-separated LEARNING_RATE:MIN_LR_FRACTION pairs")
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
 
     from imgclf.data import datasets
+    from imgclf.errors import UserError
     from imgclf.model import input_pipeline
-    from imgclf.model.hyperparams import HyperParams
-    from imgclf.steps.train import fit
+    from imgclf.steps.train import fit, hyperparams_from_args
 
-    base = HyperParams()
-    if args.hparams_json:
-        with open(args.hparams_json) as f:
-            base = HyperParams.from_dict({k: v for k, v in json.load(f).items() if k != "seed"}, args.hparams_json)
+    if args.learning_rate is not None or args.min_lr_fraction is not None:
+        raise SystemExit("--learning-rate and --min-lr-fraction: give them in --runs (LEARNING_RATE:MIN_LR_FRACTION)")
+    try:
+        base = hyperparams_from_args(args)
+    except UserError as exc:
+        raise SystemExit(str(exc)) from None
     try:
         runs = [tuple(float(v) for v in run.split(":")) for run in args.runs.split(",")]
         if any(len(r) != 2 for r in runs):
