@@ -6,7 +6,7 @@ Takes the train split of DIR (default: a fresh ingest of Fashion-MNIST, 48,000 t
 --flip-fraction of its labels (half to a confusable class, half to a random other class), runs the
 label audit on all of it, and prints precision and recall of the confident cut (and of the top-k
 ranks) against the flipped set, with the audit's wall and CPU time (including the Keras and
-TensorFlow import, also given apart) and the 1-minute load average before and after. --folds, --epochs and --hidden-units override the audit's defaults.
+TensorFlow import, also given apart) and the 1-minute load average before and after. --folds, --epochs, --hidden-units and --components override the audit's defaults.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--folds", type=int)
     parser.add_argument("--hidden-units", type=int)
+    parser.add_argument("--components", type=int)
     args = parser.parse_args()
 
     from imgclf import settings
@@ -58,7 +59,8 @@ def main() -> None:
     noisy, flipped = inject_label_flips(y, args.flip_fraction, args.seed)
     splits["train"] = (x, noisy)
     datasets.write_dataset(out / "noisy", splits, {"source": meta.get("source", {})})
-    extra = {k: v for k, v in (("epochs", args.epochs), ("folds", args.folds), ("hidden_units", args.hidden_units))
+    extra = {k: v for k, v in (("epochs", args.epochs), ("folds", args.folds), ("hidden_units", args.hidden_units),
+                                           ("components", args.components))
              if v}
     load_before = os.getloadavg()[0]
     start, cpu0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)

@@ -156,12 +156,13 @@ class ValidateDefaults:
     max_col_mass_tv: float = 0.06
     # Label audit (confident learning): how many train examples to audit (a seeded subset; 0: all),
     # the k-fold out-of-fold probabilities of a one-hidden-layer network (folds x epochs, hidden
-    # width), and the confident cut: a suspect cleanlab finds is in the cut (reported first, dropped
+    # width) on the images' coordinates along the top principal components of the pixels, and the confident cut: a suspect cleanlab finds is in the cut (reported first, dropped
     # by --cleaned-output) when the models that never saw it gave its label at most this probability.
     label_audit_examples: int = 0
     label_audit_folds: int = 2
     label_audit_epochs: int = 10
     label_audit_hidden_units: int = 512
+    label_audit_components: int = 128
     label_audit_max_self_confidence: float = 0.05
 
 

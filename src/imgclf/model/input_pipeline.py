@@ -8,6 +8,11 @@ thread while the model trains. The two alternatives stay for `bench/train_speed.
 split three more times in memory) and `gathered_train_batches` (one tensor, a gather per
 batch). README "Speed" has the measurements. XLA (jit_compile=True) was ~8x slower on the
 2-core CPU, so it stays off. Works on every Keras backend: Keras consumes tf.data on JAX too.
+
+Every dataset here runs with tf.data's autotuning off and fixed prefetch buffers (`_finish`):
+autotuning keeps a model-optimising thread per iterator, and destroying an iterator (Keras makes
+one per epoch, and one per validation pass) waits for that thread, which stalled a 3-epoch fit by
+3-4 s at an epoch boundary or at its end in most runs on 2 cores (README "Speed").
 """
 
 from __future__ import annotations
@@ -25,8 +30,17 @@ def steps_per_epoch(examples: int, batch_size: int) -> int:
     return math.ceil(examples / batch_size)
 
 
-def train_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int):
-    """Shuffled batches of ([B,28,28,1] uint8, [B] labels), a new seeded order each epoch, no copy of the split."""
+def _finish(ds, prefetch: int):
+    """Prefetch `prefetch` batches on tf.data's own thread, with autotuning off (see the module docstring)."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.prefetch(prefetch).with_options(options)
+
+
+def shuffled_batches(features: np.ndarray, labels: np.ndarray, batch_size: int, seed: int):
+    """Shuffled batches of (features[rows], labels[rows]), a new seeded order each epoch, no copy of the arrays."""
     import tensorflow as tf
 
     rng = np.random.default_rng(seed)
@@ -36,13 +50,20 @@ def train_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed:
         order = rng.permutation(n)
         for start in range(0, n, batch_size):
             rows = order[start:start + batch_size]
-            yield images[rows][..., None], labels[rows]
+            yield features[rows], labels[rows]
 
-    signature = (tf.TensorSpec((None, *images.shape[1:], 1), tf.as_dtype(images.dtype)),
+    signature = (tf.TensorSpec((None, *features.shape[1:]), tf.as_dtype(features.dtype)),
                  tf.TensorSpec((None,), tf.as_dtype(labels.dtype)))
     ds = tf.data.Dataset.from_generator(batches, output_signature=signature)
     # A known length: Keras then sizes epochs (and steps_per_execution) without probing for the end.
-    return ds.apply(tf.data.experimental.assert_cardinality(steps_per_epoch(n, batch_size))).prefetch(PREFETCH_BATCHES)
+    return _finish(ds.apply(tf.data.experimental.assert_cardinality(steps_per_epoch(n, batch_size))),
+                   PREFETCH_BATCHES)
+
+
+def train_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int):
+    """Shuffled batches of ([B,28,28,1] uint8, [B] labels), a new seeded order each epoch, no copy of the split."""
+    # A [N,28,28,1] view of the [N,28,28] array: the channel axis costs no copy.
+    return shuffled_batches(images[..., None], labels, batch_size, seed)
 
 
 def shuffle_buffer_train_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int):
@@ -51,7 +72,7 @@ def shuffle_buffer_train_batches(images: np.ndarray, labels: np.ndarray, batch_s
 
     ds = tf.data.Dataset.from_tensor_slices((images[..., None], labels))
     ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return _finish(ds.batch(batch_size), PREFETCH_BATCHES)
 
 
 def gathered_train_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int):
@@ -60,13 +81,12 @@ def gathered_train_batches(images: np.ndarray, labels: np.ndarray, batch_size: i
 
     x, y = tf.constant(images[..., None]), tf.constant(labels)
     order = tf.data.Dataset.range(len(labels)).shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
-    return (order.batch(batch_size)
-            .map(lambda rows: (tf.gather(x, rows), tf.gather(y, rows)), num_parallel_calls=tf.data.AUTOTUNE)
-            .prefetch(tf.data.AUTOTUNE))
+    return _finish(order.batch(batch_size).map(lambda rows: (tf.gather(x, rows), tf.gather(y, rows))),
+                   PREFETCH_BATCHES)
 
 
 def eval_batches(images: np.ndarray, labels: np.ndarray, batch_size: int = EVAL_BATCH_SIZE):
     """Batches in order for validation/evaluation."""
     import tensorflow as tf
 
-    return tf.data.Dataset.from_tensor_slices((images[..., None], labels)).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return _finish(tf.data.Dataset.from_tensor_slices((images[..., None], labels)).batch(batch_size), 2)

@@ -2,7 +2,7 @@
 
 Conv(c1)-MaxPool-Conv(c2)-MaxPool-Flatten-Dropout-[Dense(units)]-Dense(10, softmax), trained with
 Adam whose learning rate cosine-decays over the whole run (HyperParams.min_lr_fraction sets the floor).
-Also the label audit's cheaper model (build_audit_model), a one-hidden-layer perceptron.
+Also the label audit's cheaper model (build_audit_model), a one-hidden-layer perceptron on principal components.
 No backend-specific ops, so the same code trains on TensorFlow (default; needed
 for SavedModel/TFLite export) or JAX (KERAS_BACKEND=jax). Pixel scaling is
 part of the model, so it takes raw 0..255 values.
@@ -54,22 +54,21 @@ def learning_schedule_steps(hp: HyperParams, train_examples: int) -> int:
     return steps_per_epoch(train_examples, hp.batch_size) * hp.epochs
 
 
-def build_audit_model(hidden_units: int, input_dropout: float, learning_rate: float, decay_steps: int,
-                      steps_per_execution: int = 1):
-    """Build and compile the label audit's model: Flatten-Dropout(input_dropout)-Dense(hidden_units, relu)-
-    Dense(10, softmax), Adam with its learning rate cosine-decayed to 0 over decay_steps.
+def build_audit_model(features: int, hidden_units: int, input_dropout: float, learning_rate: float,
+                      decay_steps: int, steps_per_execution: int = 1):
+    """Build and compile the label audit's model: Dropout(input_dropout)-Dense(hidden_units, relu)-
+    Dense(10, softmax) on `features` inputs, Adam with its learning rate cosine-decayed to 0 over decay_steps.
 
-    A one-hidden-layer perceptron on the raw pixels: on 2 CPU cores, as the label audit's k-fold model,
-    it finds injected label flips as well as the seed CNN did (bench/label_audit_bench.py) in about a
-    seventh of the CPU time, which is what auditing the whole train split needs.
+    A one-hidden-layer perceptron on each image's principal-component coordinates
+    (imgclf.steps.label_audit.principal_components): on 2 CPU cores, as the label audit's k-fold
+    model, it finds injected label flips as well as the seed CNN did (bench/label_audit_bench.py)
+    for a small part of its CPU time, which is what auditing the whole train split needs.
     """
     import keras
     from keras import layers
 
-    inputs = keras.Input(shape=(settings.IMAGE_HEIGHT, settings.IMAGE_WIDTH, 1), name=settings.SERVING_INPUT_NAME)
-    x = layers.Rescaling(1.0 / 255.0)(inputs)
-    x = layers.Flatten()(x)
-    x = layers.Dropout(input_dropout)(x)
+    inputs = keras.Input(shape=(features,), name="components")
+    x = layers.Dropout(input_dropout)(inputs)
     x = layers.Dense(hidden_units, activation="relu")(x)
     outputs = layers.Dense(settings.NUM_CLASSES, activation="softmax", name=settings.SERVING_OUTPUT_PROBABILITIES)(x)
     model = keras.Model(inputs, outputs, name="audit_mlp")

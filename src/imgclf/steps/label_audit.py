@@ -1,8 +1,9 @@
 """Label audit: find likely mislabelled training examples with confident learning (cleanlab).
 
 Out-of-fold predicted probabilities come from a small model (imgclf.model.network.build_audit_model:
-one hidden layer on the raw pixels) fitted k times, each time on the other folds, so every example
-is scored by a model that never saw its label. cleanlab then estimates the noise rate
+one hidden layer on each image's coordinates along the top principal components of the pixels)
+fitted k times, each time on the other folds, so every example is scored by a model that never saw
+its label (the components are fitted without labels). cleanlab then estimates the noise rate
 (`num_label_issues`) and lists label issues (`find_label_issues`, pruned by noise rate, ranked by
 self-confidence: the probability the out-of-fold model gave the example's own label). The
 *confident cut* is the part of that list whose self-confidence is at most
@@ -59,28 +60,59 @@ BATCH_SIZE = 256
 PEAK_LEARNING_RATE = 3e-3
 INPUT_DROPOUT = 0.2
 STEPS_PER_EXECUTION = 16
+# The principal axes come from a seeded sample of this many images (the top 128 of 784 axes barely move
+# with more), and the projection runs this many images at a time: no float copy of the whole split.
+COMPONENTS_SAMPLE = 8192
+PROJECTION_CHUNK = 8192
+
+
+def principal_components(images: np.ndarray, components: int, seed: int) -> np.ndarray:
+    """[N, components] float32: each image's coordinates along the top `components` principal axes of
+    its pixels (scaled to 0..1), the axes fitted on a seeded sample of at most COMPONENTS_SAMPLE images."""
+    pixels = images.reshape(len(images), -1)
+    if not 1 <= components <= pixels.shape[1]:
+        raise UserError(f"components={components}: must be in [1, {pixels.shape[1]}] (the pixels per image)")
+    rng = np.random.default_rng(seed)
+    sample = pixels[np.sort(rng.choice(len(pixels), min(len(pixels), COMPONENTS_SAMPLE), replace=False))]
+    sample = sample.astype(np.float32) / 255.0
+    mean = sample.mean(axis=0)
+    sample -= mean
+    _, axes = np.linalg.eigh(sample.T @ sample / len(sample))  # ascending eigenvalues
+    top = np.ascontiguousarray(axes[:, ::-1][:, :components])
+    out = np.empty((len(pixels), components), dtype=np.float32)
+    for start in range(0, len(pixels), PROJECTION_CHUNK):
+        chunk = pixels[start:start + PROJECTION_CHUNK].astype(np.float32) / 255.0
+        out[start:start + PROJECTION_CHUNK] = (chunk - mean) @ top
+    return out
 
 
 def out_of_fold_probabilities(images: np.ndarray, labels: np.ndarray, folds: int, epochs: int, seed: int,
-                              hidden_units: int = A.label_audit_hidden_units, log=None) -> np.ndarray:
-    """[N, classes] probabilities; row i comes from the audit model (build_audit_model, hidden_units wide)
-    trained `epochs` on the folds without i."""
+                              hidden_units: int = A.label_audit_hidden_units,
+                              components: int = A.label_audit_components, log=None) -> np.ndarray:
+    """[N, classes] probabilities; row i comes from the audit model (build_audit_model, hidden_units wide,
+    on principal_components) trained `epochs` on the folds without i."""
     import keras
     from sklearn.model_selection import StratifiedKFold
 
-    from imgclf.model.input_pipeline import EVAL_BATCH_SIZE
+    from imgclf.model.input_pipeline import EVAL_BATCH_SIZE, shuffled_batches, steps_per_epoch
     from imgclf.model.network import build_audit_model
 
+    start = time.perf_counter()
+    features = principal_components(images, components, seed)
+    if log:
+        log(f"label audit: {len(labels)} images on their top {components} principal components "
+            f"({time.perf_counter() - start:.1f} s)")
     probs = np.zeros((len(labels), settings.NUM_CLASSES), dtype=np.float32)
     cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
     for k, (fit_rows, held_rows) in enumerate(cv.split(np.zeros(len(labels)), labels)):
         start = time.perf_counter()
         keras.utils.set_random_seed(seed + k)
-        steps = -(-len(fit_rows) // BATCH_SIZE) * epochs
-        model = build_audit_model(hidden_units, INPUT_DROPOUT, PEAK_LEARNING_RATE, steps, STEPS_PER_EXECUTION)
-        model.fit(images[fit_rows][..., None], labels[fit_rows], batch_size=BATCH_SIZE, epochs=epochs,
-                  shuffle=True, verbose=0)
-        held = images[held_rows][..., None]
+        steps = steps_per_epoch(len(fit_rows), BATCH_SIZE) * epochs
+        model = build_audit_model(components, hidden_units, INPUT_DROPOUT, PEAK_LEARNING_RATE, steps,
+                                  STEPS_PER_EXECUTION)
+        model.fit(shuffled_batches(features[fit_rows], labels[fit_rows], BATCH_SIZE, seed + k), epochs=epochs,
+                  verbose=0)
+        held = features[held_rows]
         step = EVAL_BATCH_SIZE  # direct calls: model.predict would retrace for every new model
         probs[held_rows] = np.concatenate([np.asarray(model(held[i:i + step], training=False))
                                            for i in range(0, len(held), step)])
@@ -117,7 +149,8 @@ def find_suspects(labels: np.ndarray, probs: np.ndarray, max_self_confidence: fl
 def label_audit(dataset_dir: str, output_dir: str, max_examples: int = A.label_audit_examples,
                 folds: int = A.label_audit_folds, seed: int = settings.SEED, cleaned_output: str | None = None,
                 epochs: int = A.label_audit_epochs, max_self_confidence: float = A.label_audit_max_self_confidence,
-                hidden_units: int = A.label_audit_hidden_units, log=None) -> dict:
+                hidden_units: int = A.label_audit_hidden_units, components: int = A.label_audit_components,
+                log=None) -> dict:
     """Audit the train split's labels; write label_issues.json, oof_probabilities.npz and report.html.
 
     Returns the summary (with "dropped" when cleaned_output is given)."""
@@ -127,6 +160,8 @@ def label_audit(dataset_dir: str, output_dir: str, max_examples: int = A.label_a
         raise UserError(f"epochs={epochs}: must be >= 1")
     if hidden_units < 1:
         raise UserError(f"hidden_units={hidden_units}: must be >= 1")
+    if components < 1:
+        raise UserError(f"components={components}: must be >= 1")
     if max_examples < 0:
         raise UserError(f"max_examples={max_examples}: must be >= 0 (0: all)")
     if not 0.0 <= max_self_confidence < 1.0:
@@ -145,7 +180,7 @@ def label_audit(dataset_dir: str, output_dir: str, max_examples: int = A.label_a
         raise UserError(f"{dataset_dir}/train.npz: field 'labels': class {int(counts.argmin())} has "
                         f"{int(counts.min())} audited examples, need at least folds={folds}")
     start, cpu = time.perf_counter(), time.process_time()
-    probs = out_of_fold_probabilities(x, y, folds, epochs, seed, hidden_units, log)
+    probs = out_of_fold_probabilities(x, y, folds, epochs, seed, hidden_units, components, log)
     suspects, noise = find_suspects(y, probs, max_self_confidence)
     for s in suspects:
         s["index"] = int(rows[s["row"]])
@@ -158,8 +193,8 @@ def label_audit(dataset_dir: str, output_dir: str, max_examples: int = A.label_a
         "cut_per_given_class": np.bincount([s["given"] for s in suspects if s["in_cut"]],
                                            minlength=settings.NUM_CLASSES).astype(int).tolist(),
         "method": (f"cleanlab.filter.find_label_issues (prune_by_noise_rate, ranked by self-confidence) on "
-                   f"{folds}-fold out-of-fold probabilities of a one-hidden-layer network on the pixels "
-                   f"({hidden_units} units, {epochs} epochs per fold); "
+                   f"{folds}-fold out-of-fold probabilities of a one-hidden-layer network on the top {components} "
+                   f"principal components of the pixels ({hidden_units} units, {epochs} epochs per fold); "
                    f"confident cut: self-confidence <= {max_self_confidence}"),
         "seconds": round(time.perf_counter() - start, 1), "cpu_seconds": round(time.process_time() - cpu, 1),
     }
@@ -194,13 +229,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=A.label_audit_epochs, help="training epochs per fold")
     parser.add_argument("--hidden-units", type=int, default=A.label_audit_hidden_units,
                         help="width of the audit model's hidden layer")
+    parser.add_argument("--components", type=int, default=A.label_audit_components,
+                        help="principal components of the pixels the audit model reads")
     parser.add_argument("--max-self-confidence", type=float, default=A.label_audit_max_self_confidence,
                         help="the confident cut: suspects whose out-of-fold probability of their label is at most this")
     parser.add_argument("--seed", type=int, default=settings.SEED)
     parser.add_argument("--cleaned-output", help="also write the dataset without the confident cut here")
     args = parser.parse_args(argv)
     s = label_audit(args.dataset, args.output, args.max_examples, args.folds, args.seed, args.cleaned_output,
-                    args.epochs, args.max_self_confidence, args.hidden_units,
+                    args.epochs, args.max_self_confidence, args.hidden_units, args.components,
                     log=lambda m: print(m, file=sys.stderr, flush=True))
     dropped = f"; dropped {s['dropped']} into {args.cleaned_output}" if "dropped" in s else ""
     print(f"audited {s['audited']} examples in {s['seconds']} s: estimated noise rate {s['estimated_noise_rate']:.2%}; "
