@@ -179,7 +179,7 @@ def model_card(*, model_name: str, metrics: dict, analysis: dict, blessing: dict
                 f"effective size) within {v.drift_min_scale}x..{v.drift_max_scale}x).",
               f"- Label audit: confident cut at out-of-fold self-confidence <= {v.label_audit_max_self_confidence} "
               f"({v.label_audit_folds} folds x {v.label_audit_epochs} epochs of a {v.label_audit_hidden_units}-unit "
-              "one-hidden-layer network).",
+              f"one-hidden-layer network on the top {v.label_audit_components} principal components of the pixels).",
               f"- Slice bands: brightness edges {list(e.brightness_bands)}, contrast edges {list(e.contrast_bands)} "
               "(grey levels).", "",
               "## Known limits", "",
