@@ -111,7 +111,7 @@ def out_of_fold_probabilities(images: np.ndarray, labels: np.ndarray, folds: int
         model = build_audit_model(components, hidden_units, INPUT_DROPOUT, PEAK_LEARNING_RATE, steps,
                                   STEPS_PER_EXECUTION)
         model.fit(shuffled_batches(features[fit_rows], labels[fit_rows], BATCH_SIZE, seed + k), epochs=epochs,
-                  verbose=0)
+                  shuffle=False, verbose=0)  # the batches come shuffled (seeded); Keras would only warn
         held = features[held_rows]
         step = EVAL_BATCH_SIZE  # direct calls: model.predict would retrace for every new model
         probs[held_rows] = np.concatenate([np.asarray(model(held[i:i + step], training=False))
