@@ -202,9 +202,11 @@ def _test_accuracy(log: str):
 def section_train(cfg: dict, dataset: str) -> dict:
     cmd = [PY, str(BENCH / "train_speed.py"), "--dataset", dataset, "--examples", str(cfg["train_examples"]),
            "--epochs", str(max(2, cfg["epochs"])), "--rounds", str(cfg["train_rounds"]),
-           "--variants", "ours" if cfg is QUICK else "ours,shuffle-buffer,gather,spe1"]
+           "--variants", "ours" if cfg is QUICK else "ours,float32,shuffle-buffer,gather,spe1"]
     result = run(cmd)["json"]
     result["ratio_trainer_to_bare_fit"] = result["ours"]["ratio_to_bare"]
+    if "float32" in result:  # the bf16 lever: ours in the bare script's precision
+        result["ratio_trainer_float32_to_bare_fit"] = result["float32"]["ratio_to_bare"]
     result["target_ratio_min"] = 1.0
     return result
 
@@ -213,11 +215,13 @@ def section_tune(cfg: dict, dataset: str, work: Path) -> dict:
     trials, epochs = cfg["tune_trials"], cfg["tune_epochs"]
     seed_cmd = [PY, str(BENCH / "seed_search.py"), "--dataset", dataset, "--output", str(work / "seed"),
                 "--max-trials", str(trials), "--epochs", str(epochs)]
-    ours_cmd = [PY, "-m", "imgclf.steps.tune", "--dataset", dataset, "--output", str(work / "ours"),
+    def ours_cmd(output: str, *extra: str) -> list[str]:
+        return [PY, "-m", "imgclf.steps.tune", "--dataset", dataset, "--output", str(work / output),
                 "--algorithm", "halving", "--max-trials", str(trials), "--epochs", str(epochs),
-                "--final-retrain"]
+                "--final-retrain", *extra]
+
     seed = run(seed_cmd)
-    ours = run(ours_cmd)
+    ours = run(ours_cmd("ours"))
     s, o = seed["json"], ours["json"]
     # The learning-rate schedule as a lever: the same pick retrained with a constant learning rate
     # (full mode only: --quick keeps to its 2 minutes).
@@ -228,6 +232,10 @@ def section_tune(cfg: dict, dataset: str, work: Path) -> dict:
              "--hparams-json", str(work / "ours" / "best_hyperparameters.json"), "--min-lr-fraction", "1",
              "--metrics-format", "katib"])
         constant_val = json.loads((constant / "history.json").read_text())["val_accuracy"][-1]
+    # The bf16 lever in the search: the same search and retrain in float32 (full mode, on bf16 hardware only).
+    float32 = None
+    if cfg is FULL and o.get("precision") == "mixed_bfloat16":
+        float32 = run(ours_cmd("ours-float32", "--precision", "float32"))["json"]
     return {
         "trials": trials, "epochs_per_trial": epochs,
         "seed_search_seconds": s["search_seconds"], "seed_best_val_accuracy": s["best_val_accuracy"],
@@ -235,6 +243,11 @@ def section_tune(cfg: dict, dataset: str, work: Path) -> dict:
         "ours_best_val_accuracy": o.get("final_val_accuracy"),
         "ours_proxy_best_val_accuracy": o.get("best_val_accuracy"),
         "ours_constant_lr_val_accuracy": constant_val,  # the pick retrained with min_lr_fraction=1
+        "ours_precision": o.get("precision"),
+        "ours_float32_search_seconds": float32 and float32["seconds"],
+        "ours_float32_final_retrain_seconds": float32 and float32.get("final_retrain_seconds"),
+        "ours_float32_best_val_accuracy": float32 and float32.get("final_val_accuracy"),
+        "ours_float32_best_hyperparameters": float32 and float32.get("best_hyperparameters"),
         "ratio_search_wall": round(o["seconds"] / s["search_seconds"], 3),
         "target_ratio_max": 0.3,
         "accuracy_at_least_equal": (o.get("final_val_accuracy") or 0) >= s["best_val_accuracy"],
@@ -330,7 +343,10 @@ def print_summary(report: dict) -> None:
         t = s["train"]
         print(f"  trainer / bare fit samples/s   {t['ratio_trainer_to_bare_fit']:.2f}  (target >= 1.0; "
               f"{t['ours']['samples_per_second']:.0f} vs {t['bare']['samples_per_second']:.0f}; validation "
-              f"{t['ours']['validation_seconds_per_epoch']} s/epoch apart; load {t['load_average_before']})")
+              f"{t['ours']['validation_seconds_per_epoch']} s/epoch apart; {t['ours_precision']}; "
+              f"load {t['load_average_before']})")
+        if "ratio_trainer_float32_to_bare_fit" in t:
+            print(f"    lever: ours in float32 / bare fit {t['ratio_trainer_float32_to_bare_fit']:.2f}")
     if "tune" in s:
         u = s["tune"]
         print(f"  tune / seed-style search wall  {u['ratio_search_wall']:.2f}  (target <= 0.3; "
@@ -338,7 +354,10 @@ def print_summary(report: dict) -> None:
               f"{u['ours_best_val_accuracy']} vs {u['seed_best_val_accuracy']}"
               + (f", {u['ours_constant_lr_val_accuracy']} with a constant learning rate"
                  if u.get("ours_constant_lr_val_accuracy") is not None else "")
-              + f"; load {u['load_average_before']})")
+              + f"; {u.get('ours_precision')}; load {u['load_average_before']})")
+        if u.get("ours_float32_search_seconds") is not None:
+            print(f"    lever: the same search in float32 {u['ours_float32_search_seconds']} s, best val accuracy "
+                  f"{u['ours_float32_best_val_accuracy']}")
     if "serve" in s:
         v = s["serve"]
         print(f"  serve / in-process batch-64    {v['ratio_batch_throughput']:.2f}  (target >= 0.6); single p99 "

@@ -1,7 +1,7 @@
 """Trainer samples/s against a bare `model.fit` on numpy arrays, same model and batch size, interleaved in one process.
 
     .venv/bin/python bench/train_speed.py --dataset DIR [--examples 48000] [--epochs 3] [--rounds 2]
-        [--variants ours,shuffle-buffer,gather,spe1]
+        [--variants ours,float32,shuffle-buffer,gather,spe1]
 
 Each round fits the bare seed CNN (model.fit(x, y, batch_size), no validation) and
 then each trainer variant (imgclf.steps.train.fit, validation on the eval split as
@@ -12,7 +12,8 @@ the steady state. Samples per CPU second (this process's user+system time) is re
 beside samples/s: on a machine shared with other work it moves less than wall time.
 Prints one JSON object.
 Variants: ours (the trainer as shipped: batches cut from the numpy arrays by a per-epoch
-permutation), shuffle-buffer (from_tensor_slices + a per-example shuffle buffer over the whole
+permutation, precision auto: mixed_bfloat16 on bf16 hardware), float32 (ours in float32, the bare
+script's precision), shuffle-buffer (from_tensor_slices + a per-example shuffle buffer over the whole
 split), gather (batches gathered by shuffled row index from one tensor), spe1
 (steps_per_execution=1).
 """
@@ -55,6 +56,8 @@ def main() -> None:
     from imgclf.model import input_pipeline
     from imgclf.model.hyperparams import HyperParams
     from imgclf.model.network import build_model
+    from imgclf.model.precision import bf16_hardware
+    from imgclf.model.precision import resolve as resolve_precision
     from imgclf.steps import train as train_step
 
     x, y = datasets.load_split(args.dataset, "train")
@@ -65,7 +68,8 @@ def main() -> None:
 
     def bare() -> dict:
         keras.utils.set_random_seed(0)
-        model = build_model(hp)  # compiled as a person would: steps_per_execution left at 1
+        # Compiled as a person would: steps_per_execution left at 1, float32 (Keras' default policy).
+        model = build_model(hp, precision="float32")
         timer = train_step.epoch_timer()
         model.fit(x[..., None], y, batch_size=args.batch_size, epochs=args.epochs, verbose=0, callbacks=[timer])
         return rates(timer.train, timer.validation, timer.train_cpu, n)
@@ -75,6 +79,7 @@ def main() -> None:
         return rates(history["train_seconds"], history["validation_seconds"], history["train_cpu_seconds"], n)
 
     variants = {"ours": lambda: ours(),
+                "float32": lambda: ours(precision="float32"),
                 "shuffle-buffer": lambda: ours(train_input=input_pipeline.shuffle_buffer_train_batches),
                 "gather": lambda: ours(train_input=input_pipeline.gathered_train_batches),
                 "spe1": lambda: ours(steps_per_execution=1)}
@@ -90,7 +95,8 @@ def main() -> None:
         return statistics.median(row[key] for row in results[name])
 
     summary = {"examples": n, "epochs": args.epochs, "batch_size": args.batch_size, "rounds": args.rounds,
-               "eval_examples": int(len(eval_xy[1])), "input_pipeline_eval_batch": input_pipeline.EVAL_BATCH_SIZE}
+               "eval_examples": int(len(eval_xy[1])), "input_pipeline_eval_batch": input_pipeline.EVAL_BATCH_SIZE,
+               "ours_precision": resolve_precision("auto"), "bf16_hardware": bf16_hardware()}
     for name in chosen:
         summary[name] = {k: med(name, k) for k in results[name][0]}
         summary[name]["ratio_to_bare"] = round(med(name, "samples_per_second") / med("bare", "samples_per_second"), 3)

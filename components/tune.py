@@ -8,6 +8,7 @@ from imgclf import settings
 
 @dsl.component(base_image=settings.CPU_IMAGE, install_kfp_package=False)
 def tune_op(dataset: Input[Dataset], algorithm: str, max_trials: int, epochs: int, seed: int, state_dir: str,
+            precision: str,
             hyperparameters: Output[Artifact], metrics: Output[Metrics], report: Output[Markdown]) -> str:
     """Write <hyperparameters>/best_hyperparameters.json, metrics and a trials table; return the best as JSON.
 
@@ -16,6 +17,7 @@ def tune_op(dataset: Input[Dataset], algorithm: str, max_trials: int, epochs: in
 
     algorithm '' / max_trials 0 / epochs 0 take the search space's values. state_dir '' keeps the tuner
     state in the pod; a path on a volume (e.g. a PVC) makes a retried or re-run step resume the search.
+    precision: auto | float32 | mixed_bfloat16 (imgclf.model.precision).
     """
     from imgclf.errors import exit_on_user_error
 
@@ -30,7 +32,7 @@ def tune_op(dataset: Input[Dataset], algorithm: str, max_trials: int, epochs: in
 
     work = state_dir or tempfile.mkdtemp(prefix="tune-")
     result = tune(dataset.path, work, algorithm=algorithm or None, max_trials=max_trials or None,
-                  epochs=epochs or None, seed=seed)
+                  epochs=epochs or None, seed=seed, precision=precision)
     os.makedirs(hyperparameters.path, exist_ok=True)
     shutil.copyfile(os.path.join(work, "best_hyperparameters.json"),
                     os.path.join(hyperparameters.path, "best_hyperparameters.json"))

@@ -62,6 +62,7 @@ def build_pipeline(gpu: bool = False):
         min_lr_fraction: float = T.min_lr_fraction,
         batch_size: int = T.batch_size,
         epochs: int = T.epochs,
+        precision: str = settings.DEFAULT_PRECISION,
         accuracy_threshold: float = E.accuracy_threshold,
         change_tolerance: float = E.change_tolerance,
         push_base: str = settings.SERVING_STORAGE_URI,
@@ -82,7 +83,7 @@ def build_pipeline(gpu: bool = False):
         # tune_algorithm '' and tune_max_trials / tune_epochs 0 mean the search space's own values.
         with dsl.If(tuner == "keras-tuner"):
             keras_tuner = step(tune_op(dataset=dataset, algorithm=tune_algorithm, max_trials=tune_max_trials,
-                                       epochs=tune_epochs, seed=seed, state_dir=""), "tune").after(validate)
+                                       epochs=tune_epochs, seed=seed, state_dir="", precision=precision), "tune").after(validate)
         with dsl.Elif(tuner == "katib"):
             # Only the staging task mounts the claim (read-write) and it ends before the Experiment starts;
             # the launcher that waits on the Experiment holds no volume, and trials mount it read-only.
@@ -99,7 +100,8 @@ def build_pipeline(gpu: bool = False):
                 min_lr_fraction=min_lr_fraction, batch_size=batch_size),
                 "hyperparameters").after(validate)
         best = dsl.OneOf(keras_tuner.outputs["Output"], katib.outputs["Output"], defaults.output)
-        train = step(train_op(dataset=dataset, hyperparameters=best, epochs=epochs, seed=seed), "train")
+        train = step(train_op(dataset=dataset, hyperparameters=best, epochs=epochs, seed=seed,
+                                precision=precision), "train")
         evaluate = step(evaluate_op(dataset=dataset, model=train.outputs["model"], push_base=push_base,
                                     model_name=model_name, accuracy_threshold=accuracy_threshold,
                                     change_tolerance=change_tolerance), "evaluate")

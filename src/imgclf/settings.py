@@ -60,7 +60,10 @@ SPLITS = ("train", "eval", "test")
 # --- Pipeline parameters with a closed set of values (checked before a run starts: a misspelt
 # tuner would otherwise fall through to dsl.Else and silently mean "none") ---
 TUNERS = ("none", "keras-tuner", "katib")
-PARAMETER_CHOICES = {"tuner": TUNERS}
+# Training precision (imgclf.model.precision): auto picks mixed_bfloat16 where the hardware has bf16 arithmetic.
+PRECISIONS = ("auto", "float32", "mixed_bfloat16")
+DEFAULT_PRECISION = PRECISIONS[0]
+PARAMETER_CHOICES = {"tuner": TUNERS, "precision": PRECISIONS}
 
 # --- Katib: trials read the dataset from this PersistentVolumeClaim, mounted read-only here ---
 KATIB_DATA_PVC = "imgclf-data"

@@ -34,7 +34,7 @@ def test_tune_op_writes_what_train_op_reads(tiny_dataset, tmp_path):
     hparams, metrics, report = (_artifact(Artifact, tmp_path / "hp"), _artifact(Metrics, tmp_path / "m"),
                                 _artifact(Markdown, tmp_path / "report.md"))
     tune_op.python_func(dataset=_artifact(Dataset, Path(tiny_dataset)), algorithm="random",
-                        max_trials=1, epochs=1, seed=1, state_dir=str(tmp_path / "state"),
+                        max_trials=1, epochs=1, seed=1, state_dir=str(tmp_path / "state"), precision="float32",
                         hyperparameters=hparams, metrics=metrics, report=report)
     values = json.loads((tmp_path / "hp" / "best_hyperparameters.json").read_text())
     HyperParams.from_dict(values)

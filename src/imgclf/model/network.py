@@ -14,7 +14,7 @@ from imgclf import settings
 from imgclf.model.hyperparams import HyperParams
 
 
-def build_model(hp: HyperParams, steps_per_execution: int = 1, decay_steps: int = 0):
+def build_model(hp: HyperParams, steps_per_execution: int = 1, decay_steps: int = 0, precision: str = "auto"):
     """Build and compile the CNN for hyperparameters hp.
 
     decay_steps > 0: Adam's learning rate cosine-decays from hp.learning_rate to
@@ -22,21 +22,28 @@ def build_model(hp: HyperParams, steps_per_execution: int = 1, decay_steps: int 
     then stays there; 0 (or min_lr_fraction 1) keeps it constant.
     steps_per_execution > 1 runs that many training steps per call into the compiled
     function (less Python per step; Keras' own option).
+    precision: auto | float32 | mixed_bfloat16 (imgclf.model.precision): every layer but the softmax takes
+    that dtype policy (set per layer, not globally, so models built later in the process are unaffected).
     """
     import keras
     from keras import layers
 
+    from imgclf.model.precision import resolve
+
+    dtype = resolve(precision)
     inputs = keras.Input(shape=(settings.IMAGE_HEIGHT, settings.IMAGE_WIDTH, 1), name=settings.SERVING_INPUT_NAME)
-    x = layers.Rescaling(1.0 / 255.0)(inputs)
-    x = layers.Conv2D(hp.conv1_filters, hp.kernel_size, activation="relu", padding="same")(x)
-    x = layers.MaxPooling2D(2)(x)
-    x = layers.Conv2D(hp.conv2_filters, hp.kernel_size, activation="relu", padding="same")(x)
-    x = layers.MaxPooling2D(2)(x)
-    x = layers.Flatten()(x)
-    x = layers.Dropout(hp.dropout)(x)
+    x = layers.Rescaling(1.0 / 255.0, dtype=dtype)(inputs)
+    x = layers.Conv2D(hp.conv1_filters, hp.kernel_size, activation="relu", padding="same", dtype=dtype)(x)
+    x = layers.MaxPooling2D(2, dtype=dtype)(x)
+    x = layers.Conv2D(hp.conv2_filters, hp.kernel_size, activation="relu", padding="same", dtype=dtype)(x)
+    x = layers.MaxPooling2D(2, dtype=dtype)(x)
+    x = layers.Flatten(dtype=dtype)(x)
+    x = layers.Dropout(hp.dropout, dtype=dtype)(x)
     if hp.dense_units:
-        x = layers.Dense(hp.dense_units, activation="relu")(x)
-    outputs = layers.Dense(settings.NUM_CLASSES, activation="softmax", name=settings.SERVING_OUTPUT_PROBABILITIES)(x)
+        x = layers.Dense(hp.dense_units, activation="relu", dtype=dtype)(x)
+    # The softmax in float32 under any policy (bf16 probabilities would round to 3 significant digits).
+    outputs = layers.Dense(settings.NUM_CLASSES, activation="softmax", dtype="float32",
+                           name=settings.SERVING_OUTPUT_PROBABILITIES)(x)
     model = keras.Model(inputs, outputs, name="cnn")
     learning_rate = hp.learning_rate
     if decay_steps > 0 and hp.min_lr_fraction < 1.0:
@@ -45,6 +52,17 @@ def build_model(hp: HyperParams, steps_per_execution: int = 1, decay_steps: int 
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                   steps_per_execution=steps_per_execution)
     return model
+
+
+def float32_twin(model, hp: HyperParams, steps_per_execution: int = 1, decay_steps: int = 0):
+    """The same network in float32 carrying `model`'s weights: what the trainer saves after a mixed_bfloat16
+    run (mixed precision keeps its weights in float32, so nothing is rounded). Returns `model` itself when
+    it already computes in float32. The twin's optimizer is new (compiled, no state)."""
+    if all(layer.compute_dtype == "float32" for layer in model.layers):
+        return model
+    twin = build_model(hp, steps_per_execution=steps_per_execution, decay_steps=decay_steps, precision="float32")
+    twin.set_weights(model.get_weights())
+    return twin
 
 
 def learning_schedule_steps(hp: HyperParams, train_examples: int) -> int:

@@ -75,7 +75,8 @@ def promoted(rung: int, alive: int) -> int:
     return math.ceil(alive / ETA) if rung == 0 else min(FINALISTS, alive)
 
 
-def search(space: SearchSpace, train_xy, eval_xy, max_trials: int, seed: int, log=print) -> dict:
+def search(space: SearchSpace, train_xy, eval_xy, max_trials: int, seed: int, log=print,
+           precision: str = "auto") -> dict:
     """Run the rungs over CONFIGS_PER_TRIAL * max_trials configurations; returns {"best": values, "best_score",
     "trials": [...], "seconds"}.
 
@@ -107,7 +108,8 @@ def search(space: SearchSpace, train_xy, eval_xy, max_trials: int, seed: int, lo
                 # The rungs are one run cut into pieces, under the trainer's schedule: the learning rate
                 # decays over all of them, so a finalist ends the last rung where a full training ends.
                 decay = sum(input_pipeline.steps_per_epoch(len(r), hp.batch_size) for r in rung_rows)
-                models[t["trial"]] = build_model(hp, steps_per_execution=STEPS_PER_EXECUTION, decay_steps=decay)
+                models[t["trial"]] = build_model(hp, steps_per_execution=STEPS_PER_EXECUTION, decay_steps=decay,
+                                                       precision=precision)
             model = models[t["trial"]]
             history = model.fit(input_pipeline.train_batches(x[rows], y[rows], hp.batch_size, seed + rung),
                                 validation_data=validation, epochs=rung + 1, initial_epoch=rung,

@@ -3,6 +3,7 @@
 Output model directory:
     saved_model/          TF SavedModel with the serving signatures (imgclf.model.export)
     model.keras           the Keras model (TFLite conversion, fine-tuning)
+    (both in float32 even after a mixed_bfloat16 run: --precision, imgclf.model.precision)
     hyperparameters.json  what was trained
     history.json          per-epoch loss/accuracy on train and eval
 
@@ -25,7 +26,8 @@ from imgclf.data import datasets, storage
 from imgclf.model import input_pipeline
 from imgclf.errors import UserError, run_cli
 from imgclf.model.hyperparams import HyperParams
-from imgclf.model.network import build_model, learning_schedule_steps
+from imgclf.model import precision as precisions
+from imgclf.model.network import build_model, float32_twin, learning_schedule_steps
 
 
 def _epoch_printer(fmt: str):
@@ -89,8 +91,11 @@ def epoch_timer():
 
 def fit(hp: HyperParams, train_xy, eval_xy, seed: int, tensorboard_dir: str | None = None,
         metrics_format: str = "progress", early_stopping_patience: int = 0, extra_callbacks=(),
-        steps_per_execution: int = STEPS_PER_EXECUTION, train_input=input_pipeline.train_batches):
+        steps_per_execution: int = STEPS_PER_EXECUTION, train_input=input_pipeline.train_batches,
+        precision: str = precisions.AUTO):
     """Build and fit a model; returns (model, history dict). Data stays in memory as uint8.
+
+    precision: auto | float32 | mixed_bfloat16 (imgclf.model.precision); the model returned computes in it.
 
     metrics_format: progress | katib | none (no per-epoch lines). The history carries per-epoch
     `train_seconds` and `validation_seconds` beside Keras' metrics.
@@ -99,7 +104,7 @@ def fit(hp: HyperParams, train_xy, eval_xy, seed: int, tensorboard_dir: str | No
 
     keras.utils.set_random_seed(seed)
     model = build_model(hp, steps_per_execution=steps_per_execution,
-                        decay_steps=learning_schedule_steps(hp, len(train_xy[1])))
+                        decay_steps=learning_schedule_steps(hp, len(train_xy[1])), precision=precision)
     timer = epoch_timer()
     callbacks = [timer, *extra_callbacks]
     if metrics_format != "none":
@@ -125,18 +130,23 @@ def fit(hp: HyperParams, train_xy, eval_xy, seed: int, tensorboard_dir: str | No
 
 
 def train(dataset_dir: str, model_dir: str, hp: HyperParams = HyperParams(), seed: int = settings.SEED,
-          tensorboard_dir: str | None = None, metrics_format: str = "progress") -> dict:
-    """Train on dataset_dir and write the model directory atomically. Returns a summary dict."""
+          tensorboard_dir: str | None = None, metrics_format: str = "progress",
+          precision: str = precisions.AUTO) -> dict:
+    """Train on dataset_dir and write the model directory atomically. Returns a summary dict.
+
+    The saved model is float32 whatever `precision` trained it (float32_twin)."""
     from imgclf.model.export import export_saved_model
 
     storage.check_new_output(model_dir)  # before spending the training time
+    policy = precisions.resolve(precision)  # a bad value fails here, before any data is read
     meta = datasets.read_metadata(dataset_dir)
     train_xy = datasets.load_split(dataset_dir, "train")
     eval_xy = datasets.load_split(dataset_dir, "eval")
     start = time.perf_counter()
-    model, history = fit(hp, train_xy, eval_xy, seed, tensorboard_dir, metrics_format)
+    model, history = fit(hp, train_xy, eval_xy, seed, tensorboard_dir, metrics_format, precision=policy)
     seconds = time.perf_counter() - start
     train_seconds = sum(history["train_seconds"])
+    model = float32_twin(model, hp, STEPS_PER_EXECUTION, learning_schedule_steps(hp, len(train_xy[1])))
 
     with storage.atomic_directory(model_dir) as tmp:
         export_saved_model(model, tmp / "saved_model")
@@ -146,6 +156,7 @@ def train(dataset_dir: str, model_dir: str, hp: HyperParams = HyperParams(), see
     summary = {
         "train_examples": int(len(train_xy[1])),
         "eval_examples": int(len(eval_xy[1])),
+        "precision": policy,  # what training computed in; the saved model is float32
         "dataset_train_sha256": meta["splits"]["train"]["sha256"],
         "fit_seconds": round(seconds, 2),  # training + validation + callbacks
         "train_seconds": round(train_seconds, 2),  # training steps only
@@ -193,9 +204,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tensorboard-dir", help="write TensorBoard logs here")
     parser.add_argument("--metrics-format", choices=("progress", "katib"), default="progress",
                         help="katib: print only `name=value` metric lines (Katib StdOut collector)")
+    precisions.add_flag(parser)
     args = parser.parse_args(argv)
     hp = hyperparams_from_args(args)
-    summary = train(args.dataset, args.output, hp, args.seed, args.tensorboard_dir, args.metrics_format)
+    summary = train(args.dataset, args.output, hp, args.seed, args.tensorboard_dir, args.metrics_format,
+                    precision=args.precision)
     if args.metrics_format == "katib":
         print(f"val_accuracy={summary['best_val_accuracy']:.6f}")
     else:

@@ -28,6 +28,8 @@ from pathlib import Path
 from imgclf import settings
 from imgclf.data import datasets
 from imgclf.model import input_pipeline, search_space
+from imgclf.model.precision import add_flag as add_precision_flag
+from imgclf.model.precision import resolve as resolve_precision
 from imgclf.data.storage import atomic_write_text
 from imgclf.errors import UserError, run_cli
 from imgclf.model.search_space import SearchSpace
@@ -55,7 +57,7 @@ def _declare(hp, space: SearchSpace) -> dict:
     return values
 
 
-def _hypermodel(space: SearchSpace, epochs: int, seed: int, train_examples: int):
+def _hypermodel(space: SearchSpace, epochs: int, seed: int, train_examples: int, precision: str):
     import keras
     import keras_tuner as kt
 
@@ -66,7 +68,8 @@ def _hypermodel(space: SearchSpace, epochs: int, seed: int, train_examples: int)
             keras.utils.set_random_seed(seed)  # same initial weights for a given architecture in every trial
             hparams = dataclasses.replace(space.to_hyperparams(_declare(hp, space)), epochs=epochs)
             # The trainer's learning-rate schedule over a trial's epochs (Hyperband: its largest budget).
-            return build_model(hparams, decay_steps=learning_schedule_steps(hparams, train_examples))
+            return build_model(hparams, decay_steps=learning_schedule_steps(hparams, train_examples),
+                               precision=precision)
 
         def fit(self, hp, model, x, y, validation_data, callbacks=None, **kwargs):
             hparams = space.to_hyperparams({p.name: hp.get(p.name) for p in space.parameters})
@@ -82,7 +85,7 @@ def _hypermodel(space: SearchSpace, epochs: int, seed: int, train_examples: int)
 
 
 def _make_tuner(space: SearchSpace, algorithm: str, max_trials: int, epochs: int, seed: int, output_dir: Path, log,
-                train_examples: int):
+                train_examples: int, precision: str):
     import keras_tuner as kt
 
     base = {"bayesian": kt.BayesianOptimization, "random": kt.RandomSearch, "hyperband": kt.Hyperband}[algorithm]
@@ -112,11 +115,12 @@ def _make_tuner(space: SearchSpace, algorithm: str, max_trials: int, epochs: int
     common = dict(objective=kt.Objective(space.objective.metric, direction=space.objective.direction[:3]),
                   seed=seed, directory=str(output_dir), project_name=PROJECT_NAME, overwrite=False,
                   max_consecutive_failed_trials=max(1, space.budget.max_failed_trials))
+    hypermodel = _hypermodel(space, epochs, seed, train_examples, precision)
     if algorithm == "hyperband":
-        return ProgressTuner(_hypermodel(space, epochs, seed, train_examples), max_epochs=epochs, factor=3, **common)
+        return ProgressTuner(hypermodel, max_epochs=epochs, factor=3, **common)
     if algorithm == "bayesian":
         common["num_initial_points"] = space.budget.initial_random_trials
-    tuner = ProgressTuner(_hypermodel(space, epochs, seed, train_examples), max_trials=max_trials, **common)
+    tuner = ProgressTuner(hypermodel, max_trials=max_trials, **common)
     _start_from_baseline(tuner.oracle, space)
     return tuner
 
@@ -184,13 +188,13 @@ def _check_resumable(output_dir: Path, fingerprint: dict) -> None:
 
 def tune(dataset_dir: str, output_dir: str, space: SearchSpace | str | None = None, algorithm: str | None = None,
          max_trials: int | None = None, epochs: int | None = None, seed: int = settings.SEED,
-         log=print) -> dict:
+         log=print, precision: str = "auto") -> dict:
     """Search `space` (default: the packaged search_space.yaml) on dataset_dir; write results into output_dir.
 
     algorithm, max_trials and epochs override the space's own (`bayesian|random|hyperband`; Hyperband sets its
     own trial count from epochs). Re-running on the same output_dir resumes: finished trials are kept and only
     the missing ones run (a trial cut off mid-way runs again). Returns the metrics dict (also in metrics.json)
-    with `best_hyperparameters` added.
+    with `best_hyperparameters` added. precision: auto | float32 | mixed_bfloat16, as imgclf-train's.
     """
     from imgclf.steps.tuning_report import trials_markdown
 
@@ -202,13 +206,15 @@ def tune(dataset_dir: str, output_dir: str, space: SearchSpace | str | None = No
     epochs = epochs or space.budget.epochs_per_trial
     if max_trials < 1 or epochs < 1:
         raise UserError(f"max_trials={max_trials}, epochs={epochs}: both must be >= 1")
+    precision = resolve_precision(precision)
     out = Path(output_dir)
     meta = datasets.read_metadata(dataset_dir)
     if algorithm == "halving":
-        return _tune_halving(space, dataset_dir, out, max_trials, epochs, seed, log)
+        return _tune_halving(space, dataset_dir, out, max_trials, epochs, seed, log, precision)
     fingerprint = {"space": hashlib.sha256(repr(space.parameters).encode()).hexdigest()[:16],
                    "objective": space.objective.metric, "algorithm": algorithm,
-                   "epochs": epochs, "seed": seed, "dataset": meta["splits"]["train"]["sha256"][:16]}
+                   "epochs": epochs, "seed": seed, "dataset": meta["splits"]["train"]["sha256"][:16],
+                   "precision": precision}
     _check_resumable(out, fingerprint)
 
     # Read once; every trial reuses these arrays (uint8; the model rescales).
@@ -217,7 +223,7 @@ def tune(dataset_dir: str, output_dir: str, space: SearchSpace | str | None = No
     # The Gaussian process fit warns on every trial when a length scale hits its bound; noise here.
     warnings.filterwarnings("ignore", module="sklearn.gaussian_process")
     start = time.perf_counter()
-    tuner = _make_tuner(space, algorithm, max_trials, epochs, seed, out, log, len(y_train))
+    tuner = _make_tuner(space, algorithm, max_trials, epochs, seed, out, log, len(y_train), precision)
     tuner.search(x_train, y_train, validation_data=(x_eval, y_eval), verbose=0)
     seconds = time.perf_counter() - start
 
@@ -238,6 +244,7 @@ def tune(dataset_dir: str, output_dir: str, space: SearchSpace | str | None = No
         "seconds": round(seconds, 1),
         "algorithm": algorithm,
         "epochs_per_trial": epochs,
+        "precision": precision,
         "train_examples": int(len(y_train)),
         "eval_examples": int(len(y_eval)),
     }
@@ -248,13 +255,13 @@ def tune(dataset_dir: str, output_dir: str, space: SearchSpace | str | None = No
 
 
 def _tune_halving(space: SearchSpace, dataset_dir: str, out: Path, max_trials: int, epochs: int, seed: int,
-                  log) -> dict:
+                  log, precision: str) -> dict:
     from imgclf.steps import halving
 
     train_xy = datasets.load_split(dataset_dir, "train")
     eval_xy = datasets.load_split(dataset_dir, "eval")
     out.mkdir(parents=True, exist_ok=True)
-    result = halving.search(space, train_xy, eval_xy, max_trials, seed, log)
+    result = halving.search(space, train_xy, eval_xy, max_trials, seed, log, precision=precision)
     hp = dataclasses.replace(space.to_hyperparams(result["best"]), epochs=epochs)
     atomic_write_text(out / "best_hyperparameters.json", json.dumps(hp.to_dict(), indent=2))
     metric = space.objective.metric
@@ -267,6 +274,7 @@ def _tune_halving(space: SearchSpace, dataset_dir: str, out: Path, max_trials: i
         "seconds": result["seconds"],
         "algorithm": "halving",
         "epochs_per_trial": epochs,
+        "precision": precision,
         "train_examples": int(len(train_xy[1])),
         "eval_examples": int(len(eval_xy[1])),
     }
@@ -275,14 +283,15 @@ def _tune_halving(space: SearchSpace, dataset_dir: str, out: Path, max_trials: i
     return {**metrics, "best_hyperparameters": hp.to_dict()}
 
 
-def final_retrain(dataset_dir: str, hp_values: dict, seed: int) -> dict:
+def final_retrain(dataset_dir: str, hp_values: dict, seed: int, precision: str = "auto") -> dict:
     """Train the best hyperparameters on the whole train split (what the train step does); val accuracy and seconds."""
     from imgclf.model.hyperparams import HyperParams
     from imgclf.steps.train import fit
 
     start = time.perf_counter()
     _, history = fit(HyperParams.from_dict(hp_values), datasets.load_split(dataset_dir, "train"),
-                     datasets.load_split(dataset_dir, "eval"), seed, metrics_format="none")
+                     datasets.load_split(dataset_dir, "eval"), seed, metrics_format="none",
+                     precision=precision)
     return {"final_val_accuracy": history["val_accuracy"][-1],
             "final_retrain_seconds": round(time.perf_counter() - start, 1)}
 
@@ -296,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-trials", type=int, help="default: the space's budget.max_trials")
     parser.add_argument("--epochs", type=int, help="epochs per trial (default: the space's budget.epochs_per_trial)")
     parser.add_argument("--seed", type=int, default=settings.SEED)
+    add_precision_flag(parser)
     parser.add_argument("--final-retrain", action="store_true",
                         help="then train the best hyperparameters on the whole train split for --epochs and add "
                              "final_val_accuracy / final_retrain_seconds to the output (make bench)")
@@ -303,9 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     log = (lambda line: print(line, file=sys.stderr, flush=True)) if args.final_retrain else \
         (lambda line: print(line, flush=True))
     result = tune(args.dataset, args.output, args.space, args.algorithm, args.max_trials, args.epochs, args.seed,
-                  log=log)
+                  log=log, precision=args.precision)
     if args.final_retrain:
-        result.update(final_retrain(args.dataset, result["best_hyperparameters"], args.seed))
+        result.update(final_retrain(args.dataset, result["best_hyperparameters"], args.seed, args.precision))
         print(json.dumps(result))  # one line: bench/bench.py reads it
     else:
         json.dump(result, sys.stdout, indent=2)
