@@ -83,7 +83,8 @@ def build_pipeline(gpu: bool = False):
         # tune_algorithm '' and tune_max_trials / tune_epochs 0 mean the search space's own values.
         with dsl.If(tuner == "keras-tuner"):
             keras_tuner = step(tune_op(dataset=dataset, algorithm=tune_algorithm, max_trials=tune_max_trials,
-                                       epochs=tune_epochs, seed=seed, state_dir="", precision=precision), "tune").after(validate)
+                                       epochs=tune_epochs, seed=seed, state_dir="", precision=precision),
+                               "tune").after(validate)
         with dsl.Elif(tuner == "katib"):
             # Only the staging task mounts the claim (read-write) and it ends before the Experiment starts;
             # the launcher that waits on the Experiment holds no volume, and trials mount it read-only.

@@ -14,7 +14,8 @@ from imgclf import settings
 from imgclf.model.hyperparams import HyperParams
 
 
-def build_model(hp: HyperParams, steps_per_execution: int = 1, decay_steps: int = 0, precision: str = "auto"):
+def build_model(hp: HyperParams, steps_per_execution: int = 1, decay_steps: int = 0,
+                precision: str = settings.DEFAULT_PRECISION):
     """Build and compile the CNN for hyperparameters hp.
 
     decay_steps > 0: Adam's learning rate cosine-decays from hp.learning_rate to

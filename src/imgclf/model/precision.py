@@ -7,8 +7,9 @@ mixed_bfloat16 on
 - a CPU with AVX512_BF16 or AMX-BF16 on the TensorFlow backend (oneDNN runs bf16 convolutions there);
 and float32 anywhere else (older GPUs, other CPUs, XLA's CPU backend under JAX, which measured no faster).
 
-Measured on this project's 2-core CPU (AVX512_BF16; README "Speed"): the default CNN trained 1.5-1.6x
-faster in bf16 and the tuned one 1.2x, with test accuracy within the seed-to-seed spread of float32.
+Measured on this project's 2-core CPU (AVX512_BF16; bench/precision.py, README "Training precision"): the
+default CNN trained 1.58x faster in bf16 and the tuned batch-16 one 1.04-1.41x, with test accuracy within
+the seed-to-seed spread of float32.
 Only training runs in bf16: the trainer saves a float32 model (imgclf.model.network.float32_twin), so
 evaluation, the TFLite export and serving see float32 weights and computations as before.
 """
@@ -74,12 +75,13 @@ def bf16_hardware() -> str:
     if backend == "tensorflow":
         import tensorflow as tf
 
-        for gpu in tf.config.list_physical_devices("GPU"):
+        gpus = tf.config.list_physical_devices("GPU")
+        for gpu in gpus:
             details = tf.config.experimental.get_device_details(gpu)
             capability = details.get("compute_capability")
             if capability and _compute_capability(capability) >= MIN_GPU_COMPUTE_CAPABILITY:
                 return f"GPU {details.get('device_name', gpu.name)} (compute capability {capability})"
-        if tf.config.list_physical_devices("GPU"):
+        if gpus:
             return ""  # an older GPU trains in float32, whatever the host CPU has
         flags = cpu_bf16_flags(_read_cpuinfo())
         return f"CPU with {', '.join(flags)}" if flags else ""

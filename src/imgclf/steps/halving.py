@@ -26,6 +26,7 @@ import time
 
 import numpy as np
 
+from imgclf import settings
 from imgclf.model import input_pipeline
 from imgclf.model.search_space import SearchSpace
 
@@ -76,7 +77,7 @@ def promoted(rung: int, alive: int) -> int:
 
 
 def search(space: SearchSpace, train_xy, eval_xy, max_trials: int, seed: int, log=print,
-           precision: str = "auto") -> dict:
+           precision: str = settings.DEFAULT_PRECISION) -> dict:
     """Run the rungs over CONFIGS_PER_TRIAL * max_trials configurations; returns {"best": values, "best_score",
     "trials": [...], "seconds"}.
 
@@ -109,7 +110,7 @@ def search(space: SearchSpace, train_xy, eval_xy, max_trials: int, seed: int, lo
                 # decays over all of them, so a finalist ends the last rung where a full training ends.
                 decay = sum(input_pipeline.steps_per_epoch(len(r), hp.batch_size) for r in rung_rows)
                 models[t["trial"]] = build_model(hp, steps_per_execution=STEPS_PER_EXECUTION, decay_steps=decay,
-                                                       precision=precision)
+                                                 precision=precision)
             model = models[t["trial"]]
             history = model.fit(input_pipeline.train_batches(x[rows], y[rows], hp.batch_size, seed + rung),
                                 validation_data=validation, epochs=rung + 1, initial_epoch=rung,

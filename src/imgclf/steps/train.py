@@ -92,7 +92,7 @@ def epoch_timer():
 def fit(hp: HyperParams, train_xy, eval_xy, seed: int, tensorboard_dir: str | None = None,
         metrics_format: str = "progress", early_stopping_patience: int = 0, extra_callbacks=(),
         steps_per_execution: int = STEPS_PER_EXECUTION, train_input=input_pipeline.train_batches,
-        precision: str = precisions.AUTO):
+        precision: str = settings.DEFAULT_PRECISION):
     """Build and fit a model; returns (model, history dict). Data stays in memory as uint8.
 
     precision: auto | float32 | mixed_bfloat16 (imgclf.model.precision); the model returned computes in it.
@@ -131,7 +131,7 @@ def fit(hp: HyperParams, train_xy, eval_xy, seed: int, tensorboard_dir: str | No
 
 def train(dataset_dir: str, model_dir: str, hp: HyperParams = HyperParams(), seed: int = settings.SEED,
           tensorboard_dir: str | None = None, metrics_format: str = "progress",
-          precision: str = precisions.AUTO) -> dict:
+          precision: str = settings.DEFAULT_PRECISION) -> dict:
     """Train on dataset_dir and write the model directory atomically. Returns a summary dict.
 
     The saved model is float32 whatever `precision` trained it (float32_twin)."""

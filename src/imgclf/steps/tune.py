@@ -188,7 +188,7 @@ def _check_resumable(output_dir: Path, fingerprint: dict) -> None:
 
 def tune(dataset_dir: str, output_dir: str, space: SearchSpace | str | None = None, algorithm: str | None = None,
          max_trials: int | None = None, epochs: int | None = None, seed: int = settings.SEED,
-         log=print, precision: str = "auto") -> dict:
+         log=print, precision: str = settings.DEFAULT_PRECISION) -> dict:
     """Search `space` (default: the packaged search_space.yaml) on dataset_dir; write results into output_dir.
 
     algorithm, max_trials and epochs override the space's own (`bayesian|random|hyperband`; Hyperband sets its
@@ -283,7 +283,8 @@ def _tune_halving(space: SearchSpace, dataset_dir: str, out: Path, max_trials: i
     return {**metrics, "best_hyperparameters": hp.to_dict()}
 
 
-def final_retrain(dataset_dir: str, hp_values: dict, seed: int, precision: str = "auto") -> dict:
+def final_retrain(dataset_dir: str, hp_values: dict, seed: int,
+                  precision: str = settings.DEFAULT_PRECISION) -> dict:
     """Train the best hyperparameters on the whole train split (what the train step does); val accuracy and seconds."""
     from imgclf.model.hyperparams import HyperParams
     from imgclf.steps.train import fit
